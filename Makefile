@@ -1,0 +1,113 @@
+# cnos — one Makefile for every program, the shared library and the test tiers.
+#
+#   make                 build every program into build/bin/
+#   make check           unit, integration and e2e tests (tests/run)
+#   make check SANITIZE=1  the same, built with ASan + UBSan
+#   make fuzz            build the libFuzzer targets (clang) into build/fuzz/
+#   make fuzz-check      replay every fuzz corpus, then fuzz each target for FUZZ_SECONDS
+#   make bench           benchmarks against baselines run side by side (tests/bench)
+
+BUILD ?= build
+CC ?= cc
+SANITIZE ?=
+FUZZ_SECONDS ?= 20
+TIERS ?= unit integration e2e
+
+PKGS := libcrypto json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wformat-security -Wmissing-prototypes \
+	-Wstrict-prototypes -Wvla -Wimplicit-fallthrough -Wno-unused-parameter -Wno-missing-field-initializers -Wno-format-truncation
+HARDEN := -fstack-protector-strong -fstack-clash-protection -fcf-protection -fPIE \
+	-D_FORTIFY_SOURCE=2 -fno-strict-aliasing -fno-delete-null-pointer-checks
+OPT := -O2 -g
+
+ifneq ($(SANITIZE),)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+HARDEN := $(filter-out -D_FORTIFY_SOURCE=2,$(HARDEN))
+SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+
+CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Ilib -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed $(SAN_LDFLAGS) $(LDFLAGS)
+
+# A change of flags (e.g. SANITIZE=1) rebuilds everything.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL)' > $(BUILD)/.flags.new && \
+	(cmp -s $(BUILD)/.flags.new $(FLAGS_STAMP) || mv $(BUILD)/.flags.new $(FLAGS_STAMP)); rm -f $(BUILD)/.flags.new)
+
+LIB_SRCS := $(shell find lib -name '*.c' | sort)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIBCNOS := $(BUILD)/libcnos.a
+
+# Programs: NAME:FOLDER. Each folder's main.c holds main(); its other files also go into an
+# archive that the unit tests link against.
+PROGRAMS := cnos-measure:measurement
+
+prog_name = $(word 1,$(subst :, ,$1))
+prog_dir = $(word 2,$(subst :, ,$1))
+BINS := $(foreach p,$(PROGRAMS),$(BUILD)/bin/$(call prog_name,$p))
+PROG_ARCHIVES := $(foreach p,$(PROGRAMS),$(BUILD)/$(call prog_dir,$p).a)
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check unit fuzz fuzz-check bench clean
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIBCNOS): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+define PROGRAM_RULES
+$(BUILD)/$(call prog_dir,$1).a: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out $(call prog_dir,$1)/main.c,$$(wildcard $(call prog_dir,$1)/*.c)))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/bin/$(call prog_name,$1): $(BUILD)/obj/$(call prog_dir,$1)/main.o $(BUILD)/$(call prog_dir,$1).a $(LIBCNOS)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(LDFLAGS_ALL) -o $$@ $$^ $(PKG_LIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call PROGRAM_RULES,$p)))
+
+$(BUILD)/tests/test-%: $(BUILD)/obj/tests/unit/test-%.o $(PROG_ARCHIVES) $(LIBCNOS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS) -lcmocka
+
+$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Imeasurement -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
+
+unit: $(UNIT_BINS)
+
+check: all unit
+	BUILD=$(BUILD) tests/run $(TIERS)
+
+# --- fuzzing (clang + libFuzzer) ------------------------------------------------------------
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Ilib -Imeasurement \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_LIB_SRCS := $(LIB_SRCS) $(filter-out %/main.c,$(foreach p,$(PROGRAMS),$(wildcard $(call prog_dir,$p)/*.c)))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-check: fuzz
+	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run
+
+bench: all
+	BUILD=$(BUILD) tests/bench/run
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
