@@ -1,17 +1,17 @@
 # cnos — one Makefile for every program, the shared library and the test tiers.
 #
 #   make                 build every program into build/bin/
-#   make check           unit, integration and e2e tests (tests/run)
+#   make check           unit, integration, e2e and fuzz tiers (tests/run); TIERS= picks some
 #   make check SANITIZE=1  the same, built with ASan + UBSan
 #   make fuzz            build the libFuzzer targets (clang) into build/fuzz/
-#   make fuzz-check      replay every fuzz corpus, then fuzz each target for FUZZ_SECONDS
+#   make fuzz-check      only the fuzz tier: replay every corpus, then fuzz each target for FUZZ_SECONDS
 #   make bench           benchmarks against baselines run side by side (tests/bench)
 
 BUILD ?= build
 CC ?= cc
 SANITIZE ?=
-FUZZ_SECONDS ?= 20
-TIERS ?= unit integration e2e
+FUZZ_SECONDS ?= 10
+TIERS ?= unit integration e2e fuzz
 
 PKGS := libcrypto json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
@@ -84,8 +84,8 @@ $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_STAMP)
 
 unit: $(UNIT_BINS)
 
-check: all unit
-	BUILD=$(BUILD) tests/run $(TIERS)
+check: all unit $(if $(filter fuzz,$(TIERS)),fuzz)
+	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(TIERS)
 
 # --- fuzzing (clang + libFuzzer) ------------------------------------------------------------
 FUZZ_CC ?= clang
@@ -102,7 +102,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 fuzz: $(FUZZ_BINS)
 
 fuzz-check: fuzz
-	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run
+	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run fuzz
 
 bench: all
 	BUILD=$(BUILD) tests/bench/run
