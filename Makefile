@@ -6,6 +6,7 @@
 #   make fuzz            build the libFuzzer targets (clang) into build/fuzz/
 #   make fuzz-check      only the fuzz tier: replay every corpus, then fuzz each target for FUZZ_SECONDS
 #   make bench           benchmarks against baselines run side by side (tests/bench)
+#   make demo            boot a measured UKI in QEMU + OVMF + swtpm and compare with the prediction
 
 BUILD ?= build
 CC ?= cc
@@ -53,7 +54,7 @@ PROG_ARCHIVES := $(foreach p,$(PROGRAMS),$(BUILD)/$(call prog_dir,$p).a)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check unit fuzz fuzz-check bench clean
+.PHONY: all check unit fuzz fuzz-check bench demo clean
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
@@ -106,6 +107,10 @@ fuzz-check: fuzz
 
 bench: all
 	BUILD=$(BUILD) tests/bench/run
+
+# The README's main job for now: boot a measured UKI and compare prediction with the TPM.
+demo: all
+	BUILD=$(BUILD) tests/e2e/demo
 
 clean:
 	rm -rf $(BUILD)
