@@ -14,7 +14,7 @@ SANITIZE ?=
 FUZZ_SECONDS ?= 10
 TIERS ?= unit integration e2e fuzz
 
-PKGS := libcrypto json-c
+PKGS := libcrypto json-c tss2-esys tss2-mu tss2-tctildr tss2-rc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread
 
@@ -53,6 +53,10 @@ PROG_ARCHIVES := $(foreach p,$(PROGRAMS),$(BUILD)/$(call prog_dir,$p).a)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# C integration tests (tests/integration/itest-*.c): cmocka binaries that drive real parts (swtpm);
+# tests/run runs them in the integration tier.
+ITEST_SRCS := $(sort $(wildcard tests/integration/itest-*.c))
+ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
 .PHONY: all check unit fuzz fuzz-check bench demo clean
 all: $(BINS)
@@ -79,11 +83,15 @@ $(BUILD)/tests/test-%: $(BUILD)/obj/tests/unit/test-%.o $(PROG_ARCHIVES) $(LIBCN
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS) -lcmocka
 
-$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_STAMP)
+$(BUILD)/tests/itest-%: $(BUILD)/obj/tests/integration/itest-%.o $(PROG_ARCHIVES) $(LIBCNOS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Imeasurement -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS) -lcmocka
 
-unit: $(UNIT_BINS)
+$(BUILD)/obj/tests/%.o: tests/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Imeasurement -Itests -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
+
+unit: $(UNIT_BINS) $(ITEST_BINS)
 
 check: all unit $(if $(filter fuzz,$(TIERS)),fuzz)
 	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(TIERS)
