@@ -20,6 +20,7 @@
 #define TCG_EVENT_MAX_DATA (16U * 1024U * 1024U)
 #define TCG_EVENT_MAX_DIGESTS 8
 #define TCG_PCR_MAX 24 /* PCR indices >= this are rejected, except the 0xFFFFFFFF "no PCR" marker */
+#define TCG_PCR_NONE 0xFFFFFFFFU /* accepted in the log, never replayed */
 
 /* Event types (TCG PC Client PFP, section 10.4.1). */
 #define EV_PREBOOT_CERT 0x00000000
@@ -76,6 +77,7 @@ struct tcg_event {
         struct tcg_digest digests[TCG_EVENT_MAX_DIGESTS];
         const uint8_t *data; /* borrowed: points into the caller's buffer */
         uint32_t data_size;
+        size_t data_offset; /* file offset of data[0] */
 };
 
 struct tcg_spec_id_alg {
@@ -90,6 +92,12 @@ struct tcg_eventlog {
         uint32_t platform_class;
         size_t n_algs;
         struct tcg_spec_id_alg algs[TCG_EVENT_MAX_DIGESTS];
+        uint8_t vendor_info_size;
+        const uint8_t *vendor_info; /* borrowed */
+        /* The Spec ID event's EventSize as recorded. When it is smaller than the structure it
+         * carries (tpm2-tools' specid-vendordata.bin: vendorInfo follows the declared end), the
+         * structure wins, as in tpm2-tools, and events[0].data_size covers the whole structure. */
+        uint32_t spec_id_event_size;
         /* StartupLocality, if an EV_NO_ACTION "StartupLocality\0" event was seen. */
         bool has_startup_locality;
         uint8_t startup_locality;
@@ -98,6 +106,8 @@ struct tcg_eventlog {
         struct tcg_event *events; /* includes the header event as events[0] */
 };
 
+/* Parses a whole log. On failure `e` gets one line: "event N at offset 0x...: what was wrong". The
+ * result borrows `data`, which must outlive it. */
 _warn_unused_result_ int tcg_eventlog_parse(const void *data, size_t size, struct tcg_eventlog *ret, struct cnos_err *e);
 void tcg_eventlog_done(struct tcg_eventlog *log);
 
@@ -119,3 +129,14 @@ const char *tcg_event_type_name(uint32_t type);
 
 /* The event's digest in bank h, or NULL. */
 const struct tcg_digest *tcg_event_digest(const struct tcg_event *ev, enum cnos_hash h);
+
+/* Whether the event is the EV_NO_ACTION "StartupLocality\0" event on PCR 0; if so and ret is not
+ * NULL, *ret gets the locality byte. */
+bool tcg_event_startup_locality(const struct tcg_event *ev, uint8_t *ret);
+
+/* The "Spec ID Event03" signature, with its NUL, that starts the first event of a crypto-agile log. */
+#define TCG_SPEC_ID_EVENT03 "Spec ID Event03"
+#define TCG_STARTUP_LOCALITY "StartupLocality"
+
+/* tcg_eventlog_done() accepts a zero-initialised log, so a stack variable can be declared
+ * `_cleanup_(tcg_eventlog_done) struct tcg_eventlog log = {};`. */

@@ -45,9 +45,11 @@ struct byte_range {
 };
 
 /* Parses and validates the headers and section table. Rejects, with the offending offset in `e`:
- * a missing MZ/PE signature, truncated headers, more than PE_MAX_SECTIONS sections, a section whose
- * raw data lies outside the file, sections whose raw data overlap each other or the headers, and a
- * certificate table outside the file. */
+ * a missing MZ/PE signature, truncated headers, an optional header too small for its data
+ * directories, zero or more than PE_MAX_SECTIONS sections, a section table beyond SizeOfHeaders, a
+ * section whose raw data lies outside the file or whose PointerToRawData + SizeOfRawData overflows
+ * 32 bits, sections whose raw data overlap each other or the headers, and a certificate table
+ * outside the file or overlapping the headers or a section. On success `ret` borrows `data`. */
 _warn_unused_result_ int pe_parse(const void *data, size_t size, struct pe_image *ret, struct cnos_err *e);
 void pe_image_done(struct pe_image *img);
 
