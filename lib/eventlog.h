@@ -111,12 +111,13 @@ struct tcg_eventlog {
 _warn_unused_result_ int tcg_eventlog_parse(const void *data, size_t size, struct tcg_eventlog *ret, struct cnos_err *e);
 void tcg_eventlog_done(struct tcg_eventlog *log);
 
-/* Whether the log records digests for this bank (every event carries one). */
+/* Whether the log records digests for this bank: a legacy log has SHA-1 only; a crypto-agile log
+ * has a bank when its Spec ID event lists the algorithm and every event carries a digest for it. */
 bool tcg_eventlog_has_bank(const struct tcg_eventlog *log, enum cnos_hash h);
 
-/* Replays bank `h` into pcrs (TCG_PCR_MAX entries of cnos_hash_size(h) bytes). `ret_extended` (may
- * be NULL) gets a bit per PCR that at least one event extended. -ENOENT if the log has no digests for
- * this bank. */
+/* Replays bank `h` into pcrs (TCG_PCR_MAX entries of cnos_hash_size(h) bytes; written only on
+ * success). `ret_extended` (may be NULL) gets a bit per PCR that at least one event extended.
+ * -ENOENT if the log has no digests for this bank. */
 _warn_unused_result_ int tcg_eventlog_replay(
                 const struct tcg_eventlog *log,
                 enum cnos_hash h,
