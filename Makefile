@@ -53,8 +53,8 @@ PROG_ARCHIVES := $(foreach p,$(PROGRAMS),$(BUILD)/$(call prog_dir,$p).a)
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-# C integration tests (tests/integration/itest-*.c): cmocka binaries that drive real parts (swtpm);
-# tests/run runs them in the integration tier.
+# C integration tests (tests/integration/itest-*.c): cmocka binaries that drive real parts (swtpm),
+# run by the tests/integration/*.sh script that starts those parts.
 ITEST_SRCS := $(sort $(wildcard tests/integration/itest-*.c))
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
