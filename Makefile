@@ -14,7 +14,7 @@ SANITIZE ?=
 FUZZ_SECONDS ?= 10
 TIERS ?= unit integration e2e fuzz
 
-PKGS := libcrypto json-c tss2-esys tss2-mu tss2-tctildr tss2-rc
+PKGS := libssl libcrypto json-c libprotobuf-c tss2-esys tss2-mu tss2-tctildr tss2-rc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread
 
@@ -30,7 +30,8 @@ HARDEN := $(filter-out -D_FORTIFY_SOURCE=2,$(HARDEN))
 SAN_LDFLAGS := -fsanitize=address,undefined
 endif
 
-CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Ilib -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+GEN := $(BUILD)/gen
+CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Ilib -I$(GEN) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed $(SAN_LDFLAGS) $(LDFLAGS)
 
 # A change of flags (e.g. SANITIZE=1) rebuilds everything.
@@ -39,7 +40,11 @@ $(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL)' > $(BUILD
 	(cmp -s $(BUILD)/.flags.new $(FLAGS_STAMP) || mv $(BUILD)/.flags.new $(FLAGS_STAMP)); rm -f $(BUILD)/.flags.new)
 
 LIB_SRCS := $(shell find lib -name '*.c' | sort)
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The wire contract: lib/protocol/join.proto, compiled by protoc-c at build time.
+PROTO_C := $(GEN)/join.pb-c.c
+PROTO_H := $(GEN)/join.pb-c.h
+PROTO_OBJ := $(BUILD)/obj/gen/join.pb-c.o
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 LIBCNOS := $(BUILD)/libcnos.a
 
 # Programs: NAME:FOLDER. Each folder's main.c holds main(); its other files also go into an
@@ -61,9 +66,18 @@ ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 .PHONY: all check unit fuzz fuzz-check bench demo clean
 all: $(BINS)
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(PROTO_C) $(PROTO_H) &: lib/protocol/join.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Ilib/protocol $<
+
+# Generated code: compiled with the same hardening, without the project's stricter warnings.
+$(PROTO_OBJ): $(PROTO_C) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Werror -Wmissing-prototypes -Wshadow,$(CFLAGS_ALL)) -c $< -o $@
 
 $(LIBCNOS): $(LIB_OBJS)
 	@rm -f $@
@@ -87,7 +101,7 @@ $(BUILD)/tests/itest-%: $(BUILD)/obj/tests/integration/itest-%.o $(PROG_ARCHIVES
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS) -lcmocka
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(FLAGS_STAMP)
+$(BUILD)/obj/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Imeasurement -Itests -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
 
@@ -98,13 +112,13 @@ check: all unit $(if $(filter fuzz,$(TIERS)),fuzz)
 
 # --- fuzzing (clang + libFuzzer) ------------------------------------------------------------
 FUZZ_CC ?= clang
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Ilib -Imeasurement \
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Ilib -I$(GEN) -Imeasurement \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-FUZZ_LIB_SRCS := $(LIB_SRCS) $(filter-out %/main.c,$(foreach p,$(PROGRAMS),$(wildcard $(call prog_dir,$p)/*.c)))
+FUZZ_LIB_SRCS := $(LIB_SRCS) $(PROTO_C) $(filter-out %/main.c,$(foreach p,$(PROGRAMS),$(wildcard $(call prog_dir,$p)/*.c)))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(PKG_LIBS)
 
