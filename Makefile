@@ -62,6 +62,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # run by the tests/integration/*.sh script that starts those parts.
 ITEST_SRCS := $(sort $(wildcard tests/integration/itest-*.c))
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all check unit fuzz fuzz-check bench demo clean
 all: $(BINS)
@@ -101,6 +103,10 @@ $(BUILD)/tests/itest-%: $(BUILD)/obj/tests/integration/itest-%.o $(PROG_ARCHIVES
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS) -lcmocka
 
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(PROG_ARCHIVES) $(LIBCNOS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(PROG_ARCHIVES) $(LIBCNOS) $(PKG_LIBS)
+
 $(BUILD)/obj/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Imeasurement -Itests -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
@@ -116,18 +122,34 @@ FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Ilib -I$
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-FUZZ_LIB_SRCS := $(LIB_SRCS) $(PROTO_C) $(filter-out %/main.c,$(foreach p,$(PROGRAMS),$(wildcard $(call prog_dir,$p)/*.c)))
+FUZZ_LIB_SRCS := $(LIB_SRCS) $(filter-out %/main.c,$(foreach p,$(PROGRAMS),$(wildcard $(call prog_dir,$p)/*.c)))
+# Everything the targets link is compiled once with clang's instrumentation into one archive.
+FUZZ_OBJS := $(FUZZ_LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o) $(BUILD)/fuzzobj/gen/join.pb-c.o
+FUZZ_LIB := $(BUILD)/libcnos-fuzz.a
+FUZZ_INSTR := $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) $(PROTO_H)
+$(BUILD)/fuzzobj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(PKG_LIBS)
+	$(FUZZ_CC) $(FUZZ_INSTR) -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_INSTR) -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 
 fuzz-check: fuzz
 	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run fuzz
 
-bench: all
+bench: all $(BENCH_BINS)
 	BUILD=$(BUILD) tests/bench/run
 
 # The README's main job for now: boot a measured UKI and compare prediction with the TPM.
