@@ -160,3 +160,6 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Keep intermediate objects (tests, fuzz) instead of deleting them after each link.
+.SECONDARY:
