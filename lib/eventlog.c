@@ -141,14 +141,11 @@ static int parse_spec_id(struct parser *p, struct cursor s, size_t *ret_size) {
         return 0;
 }
 
-/* The first event, always a TCG_PCR_EVENT. Decides whether the log is crypto-agile. */
-static int parse_first_event(struct parser *p) {
-        struct tcg_eventlog *log = p->log;
-        const uint8_t *digest, *signature;
+/* A TCG_PCR_EVENT header (PCR index, type, one SHA-1 digest): the legacy format's events and the
+ * crypto-agile log's first event share it. */
+static int parse_event1_header(struct parser *p, struct tcg_event **ret) {
+        const uint8_t *digest;
         struct tcg_event *ev;
-        struct cursor peek;
-        size_t spec_size = 0, remaining;
-        uint32_t size;
         int r;
 
         r = add_event(p, &ev);
@@ -168,6 +165,23 @@ static int parse_first_event(struct parser *p) {
         ev->n_digests = 1;
         ev->digests[0] = (struct tcg_digest) { .alg = TPM2_ALG_SHA1_ID, .hash = CNOS_HASH_SHA1, .size = 20 };
         memcpy(ev->digests[0].bytes, digest, 20);
+        *ret = ev;
+        return 0;
+}
+
+/* The first event, always a TCG_PCR_EVENT. Decides whether the log is crypto-agile. */
+static int parse_first_event(struct parser *p) {
+        struct tcg_eventlog *log = p->log;
+        const uint8_t *signature;
+        struct tcg_event *ev;
+        struct cursor peek;
+        size_t spec_size = 0, remaining;
+        uint32_t size;
+        int r;
+
+        r = parse_event1_header(p, &ev);
+        if (r < 0)
+                return r;
 
         /* Peek at the size and signature without consuming: a Spec ID event is parsed by its
          * structure. */
@@ -214,26 +228,11 @@ static int parse_first_event(struct parser *p) {
 
 static int parse_event1(struct parser *p) {
         struct tcg_event *ev;
-        const uint8_t *digest;
         int r;
 
-        r = add_event(p, &ev);
+        r = parse_event1_header(p, &ev);
         if (r < 0)
                 return r;
-
-        if (cursor_remaining(&p->c) < PCR_EVENT_HEADER_SIZE)
-                return fail(p, "truncated event header: %d bytes needed, %zu left",
-                            PCR_EVENT_HEADER_SIZE, cursor_remaining(&p->c));
-        if (cursor_le32(&p->c, &ev->pcr) < 0 || cursor_le32(&p->c, &ev->type) < 0 ||
-            cursor_take(&p->c, 20, &digest) < 0)
-                return fail(p, "truncated event header");
-        r = check_pcr(p, ev->pcr);
-        if (r < 0)
-                return r;
-
-        ev->n_digests = 1;
-        ev->digests[0] = (struct tcg_digest) { .alg = TPM2_ALG_SHA1_ID, .hash = CNOS_HASH_SHA1, .size = 20 };
-        memcpy(ev->digests[0].bytes, digest, 20);
 
         r = parse_event_data(p, ev);
         if (r < 0)

@@ -21,6 +21,7 @@
 #define CNOS_STRING_MAX 256U               /* names, URLs, paths, endpoints, reasons */
 #define CNOS_COMPONENTS_MAX 64U
 #define CNOS_PROTOCOL_VERSION 1U
+#define CNOS_CREDENTIAL_SECRET_MAX 64U     /* TPM2_ActivateCredential's output, a TPM2B_DIGEST */
 
 typedef Cnos__Join__Envelope CnosMsg;
 
@@ -32,7 +33,11 @@ _warn_unused_result_ int proto_validate(const CnosMsg *m, struct cnos_err *e);
 
 /* Unpacks and validates a message body (no length prefix). */
 _warn_unused_result_ int proto_decode(const uint8_t *buf, size_t len, CnosMsg **ret, struct cnos_err *e);
+/* Frees a message from proto_decode() or proto_recv() (not one the caller built): every block of it
+ * is wiped first, the secret fields (Ticket keys, CredentialResponse secret) explicitly. */
 void proto_free(CnosMsg *m);
+/* Wipes the secret fields in place, for a caller that has copied them into locked memory. */
+void proto_wipe_secrets(CnosMsg *m);
 static inline void proto_freep(CnosMsg **m) {
         proto_free(*m);
 }
