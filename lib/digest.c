@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <pthread.h>
 #include <strings.h>
 
 #include "digest.h"
@@ -30,19 +31,26 @@ uint16_t cnos_hash_tpm_alg(enum cnos_hash h) {
         return valid(h) ? table[h].tpm_alg : 0;
 }
 
+/* Explicitly fetched digests, once per process: EVP_sha256() and friends make every
+ * EVP_DigestInit_ex() fetch the implementation again, which dominates short hashes such as the
+ * PCR extends of an event-log replay. Fetched objects are never freed (one each, process-wide). */
+static EVP_MD *fetched[_CNOS_HASH_MAX];
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_all(void) {
+        static const char *const names[_CNOS_HASH_MAX] = {
+                [CNOS_HASH_SHA1] = "SHA1", [CNOS_HASH_SHA256] = "SHA2-256",
+                [CNOS_HASH_SHA384] = "SHA2-384", [CNOS_HASH_SHA512] = "SHA2-512",
+        };
+        for (int i = 0; i < _CNOS_HASH_MAX; i++)
+                fetched[i] = EVP_MD_fetch(NULL, names[i], NULL);
+}
+
 const EVP_MD *cnos_hash_md(enum cnos_hash h) {
-        switch (h) {
-        case CNOS_HASH_SHA1:
-                return EVP_sha1();
-        case CNOS_HASH_SHA256:
-                return EVP_sha256();
-        case CNOS_HASH_SHA384:
-                return EVP_sha384();
-        case CNOS_HASH_SHA512:
-                return EVP_sha512();
-        default:
+        if (!valid(h))
                 return NULL;
-        }
+        (void) pthread_once(&fetch_once, fetch_all);
+        return fetched[h];
 }
 
 int cnos_hash_from_name(const char *name) {
@@ -73,17 +81,15 @@ int cnos_hash_buffer(enum cnos_hash h, const void *data, size_t len, uint8_t *ou
 }
 
 int cnos_pcr_extend(enum cnos_hash h, uint8_t *pcr, const uint8_t *digest) {
-        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
         const EVP_MD *md = cnos_hash_md(h);
         size_t n = cnos_hash_size(h);
+        uint8_t buf[2 * CNOS_HASH_MAX_SIZE];
 
         if (!md)
                 return -EINVAL;
-        ctx = EVP_MD_CTX_new();
-        if (!ctx)
-                return -ENOMEM;
-        if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, pcr, n) != 1 ||
-            EVP_DigestUpdate(ctx, digest, n) != 1 || EVP_DigestFinal_ex(ctx, pcr, NULL) != 1)
+        memcpy(buf, pcr, n);
+        memcpy(buf + n, digest, n);
+        if (EVP_Digest(buf, 2 * n, pcr, NULL, md, NULL) != 1)
                 return -EIO;
         return 0;
 }

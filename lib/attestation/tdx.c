@@ -448,8 +448,12 @@ static int verify_chain(STACK_OF(X509) *chain, X509 *root, time_t now, enum tdx_
 
         /* An embedded root (a self-issued last certificate) must be intact and be the trusted
          * root: the chain is verified against the caller's root only, so a substituted embedded
-         * root would otherwise go unnoticed. */
-        if (X509_check_issued(last, last) == X509_V_OK) {
+         * root would otherwise go unnoticed. A byte-identical copy of the trusted root needs no
+         * signature check (it is the caller's anchor); anything else is checked so that a damaged
+         * root is reported as such rather than as merely untrusted. */
+        if (X509_check_issued(last, last) == X509_V_OK && X509_cmp(last, root) == 0)
+                n--;
+        else if (X509_check_issued(last, last) == X509_V_OK) {
                 EVP_PKEY *k = X509_get0_pubkey(last);
 
                 if (!k || X509_verify(last, k) != 1) {
@@ -458,12 +462,9 @@ static int verify_chain(STACK_OF(X509) *chain, X509 *root, time_t now, enum tdx_
                         return cnos_err_set(e, -EBADMSG, "root-signature: embedded root '%s' is not validly self-signed",
                                             cert_cn(last, cn, sizeof(cn)));
                 }
-                if (X509_cmp(last, root) != 0) {
-                        *ret_check = TDX_CHECK_ROOT_UNTRUSTED;
-                        return cnos_err_set(e, -EKEYREJECTED, "root-untrusted: embedded root '%s' is not the trusted root",
-                                            cert_cn(last, cn, sizeof(cn)));
-                }
-                n--;
+                *ret_check = TDX_CHECK_ROOT_UNTRUSTED;
+                return cnos_err_set(e, -EKEYREJECTED, "root-untrusted: embedded root '%s' is not the trusted root",
+                                    cert_cn(last, cn, sizeof(cn)));
         }
 
         untrusted = sk_X509_new_null();
@@ -777,7 +778,9 @@ static int p256_key_from_xy(const uint8_t xy[TDX_ECDSA_KEY_SIZE], EVP_PKEY **ret
                 return -EBADMSG;
         }
         check = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
-        if (!check || EVP_PKEY_public_check(check) != 1) {
+        /* The quick check (point on the curve, not at infinity) is complete for P-256, whose
+         * cofactor is 1; the full check would add a scalar multiplication per quote. */
+        if (!check || EVP_PKEY_public_check_quick(check) != 1) {
                 ERR_clear_error();
                 EVP_PKEY_free(k);
                 return check ? -EBADMSG : -ENOMEM;
