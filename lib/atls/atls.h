@@ -15,7 +15,12 @@
  * different TLS sessions), carries a different binding and fails verification. See README.md.
  *
  * I/O on a connection honours a deadline (CLOCK_MONOTONIC): a peer that stalls mid-message times out
- * with -ETIMEDOUT instead of holding the caller. */
+ * with -ETIMEDOUT instead of holding the caller. After any error (including a timeout) the connection
+ * is unusable: further reads and writes fail with -ENOTCONN; free it.
+ *
+ * Both ends require the ALPN protocol ATLS_ALPN ("cnos-join/1"): a peer offering or selecting no
+ * protocol, or another one, fails the handshake. Session resumption is off (every connection is a
+ * full handshake). No SIGPIPE is ever raised: the socket is written with MSG_NOSIGNAL. */
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -26,6 +31,7 @@
 
 #define ATLS_EXPORTER_LABEL "EXPORTER-cnos-attestation-v1"
 #define ATLS_BINDING_SIZE 64
+#define ATLS_ALPN "cnos-join/1"
 
 enum atls_role {
         ATLS_CLIENT,
