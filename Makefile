@@ -49,7 +49,7 @@ LIBCNOS := $(BUILD)/libcnos.a
 
 # Programs: NAME:FOLDER. Each folder's main.c holds main(); its other files also go into an
 # archive that the unit tests link against.
-PROGRAMS := cnos-measure:measurement cnos:cli
+PROGRAMS := cnos-measure:measurement cnos:cli cnos-bootstrapper:bootstrapper cnos-joind:joinservice
 
 prog_name = $(word 1,$(subst :, ,$1))
 prog_dir = $(word 2,$(subst :, ,$1))

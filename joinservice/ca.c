@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "attestation/x509util.h"
+#include "ca.h"
+#include "secrets.h"
+#include "secure.h"
+
+#define CA_KEY_FILE_MAX (64U * 1024U)
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_REQ *, X509_REQ_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_NAME *, X509_NAME_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
+
+static int ossl_fail(struct cnos_err *e, int r, const char *what) {
+        unsigned long err = ERR_peek_last_error();
+        char buf[128] = "";
+
+        if (err)
+                ERR_error_string_n(err, buf, sizeof(buf));
+        ERR_clear_error();
+        return cnos_err_set(e, r, "%s%s%s", what, buf[0] ? ": " : "", buf);
+}
+
+/* An encrypted key would make OpenSSL prompt on the terminal: refuse instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+        return -1;
+}
+
+void ca_free(struct joind_ca *ca) {
+        if (!ca)
+                return;
+        X509_free(ca->cert);
+        EVP_PKEY_free(ca->key);
+        OPENSSL_free(ca->cert_der);
+        free(ca);
+}
+
+int ca_load(const char *cert_path, const char *key_path, struct joind_ca **ret, struct cnos_err *e) {
+        _cleanup_(ca_freep) struct joind_ca *ca = NULL;
+        _cleanup_secure_ uint8_t *pem = NULL;
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct cnos_err inner = {};
+        uint32_t ku;
+        size_t size;
+        int r, n;
+
+        if (!cert_path || !key_path)
+                return cnos_err_set(e, -EINVAL, "the cluster CA needs a certificate and a key");
+        ca = calloc(1, sizeof(*ca));
+        if (!ca)
+                return cnos_err_set(e, -ENOMEM, "out of memory");
+
+        r = x509_from_file(cert_path, &ca->cert, &inner);
+        if (r < 0)
+                return cnos_err_set(e, r, "CA certificate %s", cnos_err_msg(&inner));
+        if (X509_check_ca(ca->cert) != 1)
+                return ossl_fail(e, -EINVAL, "the CA certificate is not a CA (basicConstraints CA:TRUE)");
+        ku = X509_get_key_usage(ca->cert);
+        if (ku != UINT32_MAX && !(ku & KU_KEY_CERT_SIGN))
+                return ossl_fail(e, -EINVAL, "the CA certificate's keyUsage lacks keyCertSign");
+
+        fd = secrets_open_private(key_path, e);
+        if (fd < 0)
+                return cnos_err_prefix(e, fd, "CA key: ");
+        r = secrets_read_fd(fd, CA_KEY_FILE_MAX, &pem, &size, e);
+        if (r < 0)
+                return cnos_err_prefix(e, r, "CA key %s: ", key_path);
+        bio = BIO_new_mem_buf(pem, (int) size);
+        if (!bio)
+                return ossl_fail(e, -ENOMEM, "out of memory");
+        ca->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+        if (!ca->key)
+                return ossl_fail(e, -EINVAL, "CA key: not an unencrypted PEM private key");
+        if (X509_check_private_key(ca->cert, ca->key) != 1)
+                return ossl_fail(e, -EINVAL, "the CA key does not belong to the CA certificate");
+
+        n = i2d_X509(ca->cert, &ca->cert_der);
+        if (n <= 0)
+                return ossl_fail(e, -ENOMEM, "cannot encode the CA certificate");
+        ca->cert_der_size = (size_t) n;
+        *ret = TAKE_PTR(ca);
+        return 0;
+}
+
+bool ca_node_name_valid(const char *name) {
+        size_t n;
+
+        if (!name)
+                return false;
+        n = strlen(name);
+        if (n == 0 || n > CA_NODE_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+                        return false;
+        }
+        return name[0] != '.' && name[0] != '-' && name[n - 1] != '.' && name[n - 1] != '-';
+}
+
+static bool name_entry_is(X509_NAME_ENTRY *ne, const char *want) {
+        ASN1_STRING *s = X509_NAME_ENTRY_get_data(ne);
+        size_t n = strlen(want);
+
+        return s && ASN1_STRING_length(s) >= 0 && (size_t) ASN1_STRING_length(s) == n &&
+               memcmp(ASN1_STRING_get0_data(s), want, n) == 0;
+}
+
+/* The CSR subject: exactly one CN, system:node:<name>; O entries (if any) only system:nodes; nothing
+ * else. */
+static int check_subject(X509_REQ *req, const char *cn_want, struct cnos_err *e) {
+        X509_NAME *name = X509_REQ_get_subject_name(req);
+        size_t n_cn = 0;
+
+        if (!name)
+                return cnos_err_set(e, -EPERM, "csr: no subject");
+        for (int i = 0; i < X509_NAME_entry_count(name); i++) {
+                X509_NAME_ENTRY *ne = X509_NAME_get_entry(name, i);
+                int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(ne));
+
+                if (nid == NID_commonName) {
+                        if (!name_entry_is(ne, cn_want))
+                                return cnos_err_set(e, -EPERM, "csr: subject CN is not %s", cn_want);
+                        n_cn++;
+                } else if (nid == NID_organizationName) {
+                        if (!name_entry_is(ne, "system:nodes"))
+                                return cnos_err_set(e, -EPERM, "csr: subject O other than system:nodes");
+                } else
+                        return cnos_err_set(e, -EPERM, "csr: subject holds %s; only CN and O are allowed",
+                                            nid != NID_undef ? OBJ_nid2sn(nid) : "an unknown attribute");
+        }
+        if (n_cn != 1)
+                return cnos_err_set(e, -EPERM, "csr: subject must hold exactly one CN (%s), it has %zu", cn_want, n_cn);
+        return 0;
+}
+
+static int check_key(EVP_PKEY *key, struct cnos_err *e) {
+        char group[64] = "";
+        int bits = EVP_PKEY_get_bits(key);
+
+        switch (EVP_PKEY_get_base_id(key)) {
+        case EVP_PKEY_EC:
+                if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+                    strcmp(group, "prime256v1") != 0) {
+                        ERR_clear_error();
+                        return cnos_err_set(e, -EKEYREJECTED, "csr: EC key on curve %s; only P-256 is accepted",
+                                            group[0] ? group : "unknown");
+                }
+                return 0;
+        case EVP_PKEY_RSA:
+                if (bits < CA_RSA_MIN_BITS || bits > CA_RSA_MAX_BITS)
+                        return cnos_err_set(e, -EKEYREJECTED, "csr: RSA key of %d bits; %d to %d are accepted", bits,
+                                            CA_RSA_MIN_BITS, CA_RSA_MAX_BITS);
+                return 0;
+        default:
+                return cnos_err_set(e, -EKEYREJECTED, "csr: key type %s is not accepted (EC P-256 or RSA >= %d bits)",
+                                    OBJ_nid2sn(EVP_PKEY_get_base_id(key)), CA_RSA_MIN_BITS);
+        }
+}
+
+static int check_signature(X509_REQ *req, EVP_PKEY *key, struct cnos_err *e) {
+        int md_nid = NID_undef, pk_nid = NID_undef;
+
+        if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, &pk_nid))
+                return cnos_err_set(e, -EKEYREJECTED, "csr: unknown signature algorithm");
+        if (md_nid == NID_md5 || md_nid == NID_sha1 || md_nid == NID_md4 || md_nid == NID_undef)
+                return cnos_err_set(e, -EKEYREJECTED, "csr: signature hash %s is not accepted",
+                                    md_nid != NID_undef ? OBJ_nid2sn(md_nid) : "undefined");
+        if (X509_REQ_verify(req, key) != 1)
+                return ossl_fail(e, -EKEYREJECTED, "csr: the self-signature does not verify");
+        return 0;
+}
+
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value) {
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+        int ok;
+
+        if (!ext)
+                return -EINVAL;
+        ok = X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+        return ok == 1 ? 0 : -ENOMEM;
+}
+
+static int set_serial(X509 *x) {
+        _cleanup_(BN_freep) BIGNUM *bn = NULL;
+        uint8_t b[16];
+
+        if (RAND_bytes(b, sizeof(b)) != 1)
+                return -EIO;
+        b[0] = (uint8_t) ((b[0] & 0x7f) | 0x40); /* positive, always 16 bytes long */
+        bn = BN_bin2bn(b, sizeof(b), NULL);
+        if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+                return -ENOMEM;
+        return 0;
+}
+
+int ca_sign_csr(
+                const struct joind_ca *ca,
+                const uint8_t *csr_der,
+                size_t csr_size,
+                const char *node_name,
+                uint64_t validity,
+                time_t now,
+                uint8_t **ret_der,
+                size_t *ret_size,
+                struct cnos_err *e) {
+
+        _cleanup_(X509_REQ_freep) X509_REQ *req = NULL;
+        _cleanup_(X509_NAME_freep) X509_NAME *subject = NULL;
+        _cleanup_(X509_freep) X509 *x = NULL;
+        char cn[sizeof("system:node:") + CA_NODE_NAME_MAX];
+        const unsigned char *p = csr_der;
+        const EVP_MD *md;
+        unsigned char *der = NULL;
+        time_t ca_not_after, not_after;
+        X509V3_CTX ctx;
+        struct tm tm;
+        EVP_PKEY *key;
+        int r, n, id;
+
+        if (!ca || !csr_der || !ret_der || !ret_size)
+                return cnos_err_set(e, -EINVAL, "csr: invalid arguments");
+        if (!ca_node_name_valid(node_name))
+                return cnos_err_set(e, -EINVAL, "csr: invalid node name");
+        if (validity == 0 || validity > CA_VALIDITY_MAX)
+                return cnos_err_set(e, -EINVAL, "csr: validity of %" PRIu64 " s is out of range", validity);
+        if (csr_size == 0 || csr_size > CA_CSR_MAX)
+                return cnos_err_set(e, -EBADMSG, "csr: %zu bytes, expected 1 to %u", csr_size, CA_CSR_MAX);
+        (void) snprintf(cn, sizeof(cn), "system:node:%s", node_name);
+
+        req = d2i_X509_REQ(NULL, &p, (long) csr_size);
+        if (!req || p != csr_der + csr_size) {
+                ERR_clear_error();
+                return cnos_err_set(e, -EBADMSG, "csr: not one DER PKCS#10 request");
+        }
+        key = X509_REQ_get0_pubkey(req);
+        if (!key)
+                return ossl_fail(e, -EBADMSG, "csr: unreadable public key");
+        r = check_key(key, e);
+        if (r < 0)
+                return r;
+        r = check_signature(req, key, e);
+        if (r < 0)
+                return r;
+        r = check_subject(req, cn, e);
+        if (r < 0)
+                return r;
+
+        if (!ASN1_TIME_to_tm(X509_get0_notAfter(ca->cert), &tm)) {
+                ERR_clear_error();
+                return cnos_err_set(e, -EINVAL, "the CA certificate's notAfter is unreadable");
+        }
+        ca_not_after = timegm(&tm);
+        if (ca_not_after <= now)
+                return cnos_err_set(e, -EKEYEXPIRED, "the cluster CA certificate has expired");
+        not_after = now + (time_t) validity;
+        if (not_after > ca_not_after)
+                not_after = ca_not_after;
+
+        x = X509_new();
+        subject = X509_NAME_new();
+        if (!x || !subject)
+                return ossl_fail(e, -ENOMEM, "out of memory");
+        if (X509_NAME_add_entry_by_NID(subject, NID_organizationName, MBSTRING_UTF8, (const unsigned char *) "system:nodes", -1, -1, 0) != 1 ||
+            X509_NAME_add_entry_by_NID(subject, NID_commonName, MBSTRING_UTF8, (const unsigned char *) cn, -1, -1, 0) != 1 ||
+            X509_set_version(x, X509_VERSION_3) != 1 || set_serial(x) < 0 ||
+            X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 || X509_set_subject_name(x, subject) != 1 ||
+            !ASN1_TIME_set(X509_getm_notBefore(x), now - CA_BACKDATE) || !ASN1_TIME_set(X509_getm_notAfter(x), not_after) ||
+            X509_set_pubkey(x, key) != 1)
+                return ossl_fail(e, -ENOMEM, "cannot build the certificate");
+
+        X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
+        X509V3_set_ctx_nodb(&ctx);
+        if (add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+            add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") < 0 ||
+            add_ext(x, &ctx, NID_ext_key_usage, "clientAuth") < 0 ||
+            add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
+            add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0)
+                return ossl_fail(e, -EINVAL, "cannot add the certificate's extensions");
+
+        id = EVP_PKEY_get_base_id(ca->key);
+        md = id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448 ? NULL : EVP_sha256();
+        if (X509_sign(x, ca->key, md) <= 0)
+                return ossl_fail(e, -EIO, "signing the certificate failed");
+        n = i2d_X509(x, &der);
+        if (n <= 0)
+                return ossl_fail(e, -ENOMEM, "cannot encode the certificate");
+        /* The caller frees with free(): hand over a malloc()ed copy. */
+        *ret_der = malloc((size_t) n);
+        if (!*ret_der) {
+                OPENSSL_free(der);
+                return cnos_err_set(e, -ENOMEM, "out of memory");
+        }
+        memcpy(*ret_der, der, (size_t) n);
+        OPENSSL_free(der);
+        *ret_size = (size_t) n;
+        return 0;
+}
