@@ -10,43 +10,59 @@
 #define SIGNED_FILE_MAX (64U * 1024U * 1024U)
 #define SIG_FILE_MAX 4096U
 
-int verb_sign(int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "key", required_argument, NULL, 'k' },
+/* sign and verify share their shape: one key option, then `n_files` file arguments. Returns the
+ * key path, or NULL after printing help (*ret_status 0) or a usage error (*ret_status 2). */
+static const char *parse_key_option(int argc, char *argv[], const char *key_opt, int n_files, const char *usage,
+                                    int *ret_status) {
+        const struct option options[] = {
+                { key_opt, required_argument, NULL, 'k' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-        _cleanup_free_ uint8_t *data = NULL;
-        _cleanup_free_ char *sig = NULL;
         const char *key_path = NULL;
-        struct cnos_err e = {};
-        size_t len;
-        int c, r;
+        int c;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'k': key_path = optarg; break;
-                case 'h': printf("cnos-measure sign --key KEY.pem FILE > FILE.sig\n"); return 0;
-                default: return 2;
+                case 'h': printf("%s\n", usage); *ret_status = 0; return NULL;
+                default: *ret_status = 2; return NULL;
                 }
-        if (!key_path || optind != argc - 1) {
-                log_error("sign: usage: cnos-measure sign --key KEY.pem FILE");
-                return 2;
+        if (!key_path || optind != argc - n_files) {
+                log_error("usage: %s", usage);
+                *ret_status = 2;
+                return NULL;
         }
-        r = cnos_load_signing_key(key_path, &key, &e);
-        if (r < 0) {
+        return key_path;
+}
+
+static int read_or_log(const char *path, size_t max, uint8_t **ret, size_t *ret_size) {
+        int r = read_file(path, max, ret, ret_size);
+        if (r < 0)
+                log_error_errno(r, "%s: cannot read: %m", path);
+        return r;
+}
+
+int verb_sign(int argc, char *argv[]) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_free_ char *sig = NULL;
+        const char *key_path;
+        struct cnos_err e = {};
+        size_t len;
+        int status;
+
+        key_path = parse_key_option(argc, argv, "key", 1, "cnos-measure sign --key KEY.pem FILE > FILE.sig", &status);
+        if (!key_path)
+                return status;
+        if (cnos_load_signing_key(key_path, &key, &e) < 0) {
                 log_error("%s", cnos_err_msg(&e));
                 return 2;
         }
-        r = read_file(argv[optind], SIGNED_FILE_MAX, &data, &len);
-        if (r < 0) {
-                log_error_errno(r, "%s: cannot read: %m", argv[optind]);
+        if (read_or_log(argv[optind], SIGNED_FILE_MAX, &data, &len) < 0)
                 return 2;
-        }
-        r = cnos_sign(key, data, len, &sig, &e);
-        if (r < 0) {
+        if (cnos_sign(key, data, len, &sig, &e) < 0) {
                 log_error("%s: %s", argv[optind], cnos_err_msg(&e));
                 return 2;
         }
@@ -55,46 +71,24 @@ int verb_sign(int argc, char *argv[]) {
 }
 
 int verb_verify(int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "pubkey", required_argument, NULL, 'p' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
         _cleanup_free_ uint8_t *data = NULL, *sig = NULL;
-        const char *key_path = NULL;
+        const char *key_path;
         struct cnos_err e = {};
         size_t len, sig_len;
-        int c, r;
+        int status;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'p': key_path = optarg; break;
-                case 'h': printf("cnos-measure verify --pubkey PUB.pem FILE FILE.sig\n"); return 0;
-                default: return 2;
-                }
-        if (!key_path || optind != argc - 2) {
-                log_error("verify: usage: cnos-measure verify --pubkey PUB.pem FILE FILE.sig");
-                return 2;
-        }
-        r = cnos_load_verify_key(key_path, &key, &e);
-        if (r < 0) {
+        key_path = parse_key_option(argc, argv, "pubkey", 2, "cnos-measure verify --pubkey PUB.pem FILE FILE.sig", &status);
+        if (!key_path)
+                return status;
+        if (cnos_load_verify_key(key_path, &key, &e) < 0) {
                 log_error("%s", cnos_err_msg(&e));
                 return 2;
         }
-        r = read_file(argv[optind], SIGNED_FILE_MAX, &data, &len);
-        if (r < 0) {
-                log_error_errno(r, "%s: cannot read: %m", argv[optind]);
+        if (read_or_log(argv[optind], SIGNED_FILE_MAX, &data, &len) < 0 ||
+            read_or_log(argv[optind + 1], SIG_FILE_MAX, &sig, &sig_len) < 0)
                 return 2;
-        }
-        r = read_file(argv[optind + 1], SIG_FILE_MAX, &sig, &sig_len);
-        if (r < 0) {
-                log_error_errno(r, "%s: cannot read: %m", argv[optind + 1]);
-                return 2;
-        }
-        r = cnos_verify(key, data, len, sig, sig_len, &e);
-        if (r < 0) {
+        if (cnos_verify(key, data, len, sig, sig_len, &e) < 0) {
                 log_error("%s: %s", argv[optind], cnos_err_msg(&e));
                 return 1;
         }
