@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -548,6 +549,11 @@ static int conn_new(SSL_CTX *ctx, int fd, int timeout_ms, struct atls_conn **ret
         fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
                 return cnos_err_set(e, negative_errno(), "atls: cannot make the socket non-blocking: %m");
+        /* The protocol is a conversation of small messages, several in a row from the same side
+         * (Hello then Evidence; CredentialResponse then JoinRequest): with Nagle's algorithm each
+         * second message waits for the peer's delayed ACK (~40 ms). Not a TCP socket (socketpair in
+         * tests): nothing to do. */
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
 
         c = calloc(1, sizeof(*c));
         if (!c)
