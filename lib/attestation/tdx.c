@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 
@@ -296,6 +297,193 @@ int tdx_quote_parse(const void *data, size_t size, struct tdx_quote *ret, struct
         return 0;
 }
 
+/* ---- caches of parsed objects ------------------------------------------------------------
+ *
+ * OpenSSL 3.0 decodes a certificate's public key through its decoder framework while it parses the
+ * certificate (d2i_X509): about 300 us for a P-256 key, more than the four ECDSA checks of a whole
+ * quote. Building the attestation key (a new EC_GROUP each time) and reading the PCK certificate's
+ * SGX extension cost about 60 us each more. Yet every quote carries the same Intel SGX Root CA and
+ * PCK Platform (or Processor) CA, and a node that rejoins brings the same PCK leaf and attestation
+ * key again. So two caches, process-wide, keep the parsed objects: certificates keyed by the exact
+ * PEM block they were parsed from (with a PCK leaf's SGX extension once read), and attestation keys
+ * keyed by their exact 64 bytes.
+ *
+ * Why this cannot change a verdict: an entry is used only for input byte-for-byte equal to the
+ * bytes it was made from (length and memcmp; no digest that could collide), and what it holds is a
+ * pure function of those bytes. Only successes are kept, so malformed input is parsed and refused
+ * every time. Everything that depends on the call is still checked on every call: the trusted root,
+ * every validity time at the caller's `now`, both certificate signatures (X509_verify_cert), the
+ * issuing CA's name, the QE report data, the QE report and quote signatures, and the policy. The
+ * caches save decoding, never a check.
+ *
+ * Threads: the cached objects are shared read-only (OpenSSL locks the fields it fills in lazily,
+ * such as a certificate's extension flags); every user holds its own reference, so replacing an
+ * entry never frees an object that another thread still uses. The lock covers the table only,
+ * never a parse.
+ *
+ * Bounded: CACHE_SIZE entries of at most CACHE_MAX_KEY bytes each (real certificates are under 2
+ * KiB); when full, the least recently used entry is replaced. Entries live until the process exits,
+ * like OpenSSL's own caches. */
+#define CACHE_SIZE 16
+#define CACHE_MAX_KEY 8192U
+
+struct cache_entry {
+        uint8_t *key;
+        size_t size;
+        void *obj;     /* NULL: the slot is empty */
+        uint64_t used; /* the cache's tick at the last lookup that found it */
+        /* certificates only: the SGX extension, once read from this certificate as a PCK leaf */
+        bool has_sgx;
+        struct tdx_pck_info sgx;
+};
+
+struct cache {
+        pthread_mutex_t lock;
+        int (*up_ref)(void *obj);
+        void (*unref)(void *obj);
+        uint64_t tick, hits, misses;
+        struct cache_entry entries[CACHE_SIZE];
+};
+
+static int x509_up_ref(void *x) {
+        return X509_up_ref(x);
+}
+static void x509_unref(void *x) {
+        X509_free(x);
+}
+static int pkey_up_ref(void *k) {
+        return EVP_PKEY_up_ref(k);
+}
+static void pkey_unref(void *k) {
+        EVP_PKEY_free(k);
+}
+
+static struct cache cert_cache = { .lock = PTHREAD_MUTEX_INITIALIZER, .up_ref = x509_up_ref, .unref = x509_unref };
+static struct cache att_key_cache = { .lock = PTHREAD_MUTEX_INITIALIZER, .up_ref = pkey_up_ref, .unref = pkey_unref };
+
+static struct cache_entry *cache_find_locked(struct cache *c, const void *key, size_t n) {
+        for (size_t i = 0; i < CACHE_SIZE; i++) {
+                struct cache_entry *x = &c->entries[i];
+
+                if (x->obj && x->size == n && memcmp(x->key, key, n) == 0)
+                        return x;
+        }
+        return NULL;
+}
+
+/* A new reference to the object made from exactly these bytes, or NULL. */
+static void *cache_get(struct cache *c, const void *key, size_t n) {
+        struct cache_entry *x;
+        void *obj = NULL;
+
+        if (n > CACHE_MAX_KEY)
+                return NULL;
+        (void) pthread_mutex_lock(&c->lock);
+        x = cache_find_locked(c, key, n);
+        if (x && c->up_ref(x->obj) == 1) {
+                obj = x->obj;
+                x->used = ++c->tick;
+        }
+        if (obj)
+                c->hits++;
+        else
+                c->misses++;
+        (void) pthread_mutex_unlock(&c->lock);
+        return obj;
+}
+
+/* Remembers obj (the caller keeps its own reference) as made from these bytes. Best effort:
+ * without memory, nothing is cached. */
+static void cache_put(struct cache *c, const void *key, size_t n, void *obj) {
+        struct cache_entry old = {}, *victim = NULL;
+        uint8_t *copy;
+
+        if (n > CACHE_MAX_KEY)
+                return;
+        copy = malloc(n);
+        if (!copy)
+                return;
+        memcpy(copy, key, n);
+        if (c->up_ref(obj) != 1) {
+                free(copy);
+                return;
+        }
+
+        (void) pthread_mutex_lock(&c->lock);
+        if (!cache_find_locked(c, key, n)) /* else another thread made the same object meanwhile */
+                for (size_t i = 0; i < CACHE_SIZE; i++) {
+                        struct cache_entry *x = &c->entries[i];
+
+                        if (!victim || (victim->obj && (!x->obj || x->used < victim->used)))
+                                victim = x;
+                }
+        if (victim) {
+                old = *victim;
+                *victim = (struct cache_entry) { .key = TAKE_PTR(copy), .size = n, .obj = TAKE_PTR(obj), .used = ++c->tick };
+        }
+        (void) pthread_mutex_unlock(&c->lock);
+
+        free(copy);
+        if (obj)
+                c->unref(obj);
+        free(old.key);
+        if (old.obj)
+                c->unref(old.obj);
+}
+
+/* The SGX extension recorded for this very certificate object (the caller holds a reference, so a
+ * matching pointer is the entry it came from). */
+static bool cert_cache_get_sgx(X509 *leaf, struct tdx_pck_info *ret) {
+        bool found = false;
+
+        (void) pthread_mutex_lock(&cert_cache.lock);
+        for (size_t i = 0; i < CACHE_SIZE; i++) {
+                struct cache_entry *x = &cert_cache.entries[i];
+
+                if (x->obj == leaf && x->has_sgx) {
+                        *ret = x->sgx;
+                        found = true;
+                        break;
+                }
+        }
+        (void) pthread_mutex_unlock(&cert_cache.lock);
+        return found;
+}
+
+static void cert_cache_put_sgx(X509 *leaf, const struct tdx_pck_info *info) {
+        (void) pthread_mutex_lock(&cert_cache.lock);
+        for (size_t i = 0; i < CACHE_SIZE; i++) {
+                struct cache_entry *x = &cert_cache.entries[i];
+
+                if (x->obj == leaf) {
+                        x->sgx = *info;
+                        x->has_sgx = true;
+                        break;
+                }
+        }
+        (void) pthread_mutex_unlock(&cert_cache.lock);
+}
+
+/* Test hook for tests/unit/test-verify-cache.c, deliberately not in tdx.h: how many objects a cache
+ * holds (which: 0 certificates, 1 attestation keys), and how many lookups found one or not since
+ * the process started. */
+void tdx_cache_stats(int which, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses);
+void tdx_cache_stats(int which, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses) {
+        struct cache *c = which == 0 ? &cert_cache : &att_key_cache;
+        size_t n = 0;
+
+        (void) pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < CACHE_SIZE; i++)
+                n += !!c->entries[i].obj;
+        if (ret_entries)
+                *ret_entries = n;
+        if (ret_hits)
+                *ret_hits = c->hits;
+        if (ret_misses)
+                *ret_misses = c->misses;
+        (void) pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- certificates ------------------------------------------------------------------------- */
 
 static size_t chain_offset(const struct tdx_quote *q, const uint8_t *p) {
@@ -349,6 +537,24 @@ static int decode_pem_cert(const uint8_t *p, size_t n, X509 **ret) {
         return 0;
 }
 
+/* decode_pem_cert() through the cache. */
+static int load_cert(const uint8_t *p, size_t n, X509 **ret) {
+        X509 *x;
+        int r;
+
+        x = cache_get(&cert_cache, p, n);
+        if (x) {
+                *ret = x;
+                return 0;
+        }
+        r = decode_pem_cert(p, n, &x);
+        if (r < 0)
+                return r;
+        cache_put(&cert_cache, p, n, x);
+        *ret = x;
+        return 0;
+}
+
 /* The PCK chain in the order the quote carries it: leaf first. */
 static int load_pck_chain(const struct tdx_quote *q, STACK_OF(X509) **ret, struct cnos_err *e) {
         static const char begin_line[] = "-----BEGIN CERTIFICATE-----", end_line[] = "-----END CERTIFICATE-----";
@@ -393,7 +599,7 @@ static int load_pck_chain(const struct tdx_quote *q, STACK_OF(X509) **ret, struc
                         block_end++;
                 if (block_end < end && *block_end == '\n')
                         block_end++;
-                r = decode_pem_cert(p, (size_t) (block_end - p), &x);
+                r = load_cert(p, (size_t) (block_end - p), &x);
                 ERR_clear_error();
                 if (r == -ENOMEM)
                         return r;
@@ -413,10 +619,18 @@ static int load_pck_chain(const struct tdx_quote *q, STACK_OF(X509) **ret, struc
         return 0;
 }
 
+/* A name from an unverified certificate, made fit for a one-line message. */
+static char *printable(char *s) {
+        for (char *c = s; *c; c++)
+                if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                        *c = '?';
+        return s;
+}
+
 static const char *cert_cn(X509 *x, char *buf, size_t n) {
         if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int) n) < 0)
                 (void) snprintf(buf, n, "(no CN)");
-        return buf;
+        return printable(buf);
 }
 
 static const char *asn1_time_str(const ASN1_TIME *t, char *buf, size_t n) {
@@ -658,25 +872,14 @@ static int parse_sgx_tcb(const ASN1_TYPE *v, struct tdx_pck_info *info, unsigned
         return 0;
 }
 
-static int pck_info_from_cert(X509 *leaf, X509 *issuer, struct tdx_pck_info *ret, struct cnos_err *e) {
+/* The leaf's SGX extension: everything in struct tdx_pck_info but the CA type. */
+static int pck_sgx_extension(X509 *leaf, struct tdx_pck_info *ret, struct cnos_err *e) {
         _cleanup_(ASN1_OBJECT_freep) ASN1_OBJECT *obj = NULL;
         _cleanup_(asn1_seq_freep) STACK_OF(ASN1_TYPE) *seq = NULL;
         struct tdx_pck_info info = {};
         unsigned seen = 0, tcb_seen = 0;
         X509_EXTENSION *ext;
-        char cn[128];
         int idx;
-
-        /* The CA type comes from the issuer's name, as Intel PCS names its two PCK CAs. */
-        if (X509_NAME_get_text_by_NID(X509_get_subject_name(issuer), NID_commonName, cn, sizeof(cn)) < 0)
-                cn[0] = 0;
-        if (streq(cn, "Intel SGX PCK Platform CA"))
-                info.ca = TDX_PCK_CA_PLATFORM;
-        else if (streq(cn, "Intel SGX PCK Processor CA"))
-                info.ca = TDX_PCK_CA_PROCESSOR;
-        else
-                return cnos_err_set(e, -EKEYREJECTED, "pck-extension: PCK issuer '%s' is neither the PCK Platform nor the PCK Processor CA",
-                                    cn);
 
         obj = OBJ_txt2obj(SGX_EXT_OID, 1);
         if (!obj)
@@ -745,6 +948,35 @@ static int pck_info_from_cert(X509 *leaf, X509 *issuer, struct tdx_pck_info *ret
         return 0;
 }
 
+static int pck_info_from_cert(X509 *leaf, X509 *issuer, struct tdx_pck_info *ret, struct cnos_err *e) {
+        struct tdx_pck_info info = {};
+        enum tdx_pck_ca ca;
+        char cn[128];
+        int r;
+
+        /* The CA type comes from the issuer's name, as Intel PCS names its two PCK CAs. */
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(issuer), NID_commonName, cn, sizeof(cn)) < 0)
+                cn[0] = 0;
+        if (streq(cn, "Intel SGX PCK Platform CA"))
+                ca = TDX_PCK_CA_PLATFORM;
+        else if (streq(cn, "Intel SGX PCK Processor CA"))
+                ca = TDX_PCK_CA_PROCESSOR;
+        else
+                return cnos_err_set(e, -EKEYREJECTED, "pck-extension: PCK issuer '%s' is neither the PCK Platform nor the PCK Processor CA",
+                                    printable(cn));
+
+        /* The extension is a function of the leaf's bytes alone: read once per cached leaf. */
+        if (!cert_cache_get_sgx(leaf, &info)) {
+                r = pck_sgx_extension(leaf, &info, e);
+                if (r < 0)
+                        return r;
+                cert_cache_put_sgx(leaf, &info);
+        }
+        info.ca = ca;
+        *ret = info;
+        return 0;
+}
+
 int tdx_quote_pck_info(const struct tdx_quote *q, struct tdx_pck_info *ret, struct cnos_err *e) {
         _cleanup_(x509_chain_freep) STACK_OF(X509) *chain = NULL;
         int r;
@@ -789,6 +1021,25 @@ static int p256_key_from_xy(const uint8_t xy[TDX_ECDSA_KEY_SIZE], EVP_PKEY **ret
         return 0;
 }
 
+/* p256_key_from_xy() through the cache: a platform's quoting enclave signs every quote with the
+ * same attestation key until it is renewed. */
+static int attestation_key(const uint8_t xy[TDX_ECDSA_KEY_SIZE], EVP_PKEY **ret) {
+        EVP_PKEY *k;
+        int r;
+
+        k = cache_get(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE);
+        if (k) {
+                *ret = k;
+                return 0;
+        }
+        r = p256_key_from_xy(xy, &k);
+        if (r < 0)
+                return r;
+        cache_put(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE, k);
+        *ret = k;
+        return 0;
+}
+
 /* 1: valid, 0: invalid, <0: errno. */
 static int ecdsa_verify_raw(EVP_PKEY *key, const uint8_t sig[TDX_ECDSA_SIG_SIZE], const void *msg, size_t len) {
         _cleanup_(ECDSA_SIG_freep) ECDSA_SIG *s = NULL;
@@ -809,7 +1060,10 @@ static int ecdsa_verify_raw(EVP_PKEY *key, const uint8_t sig[TDX_ECDSA_SIG_SIZE]
         derlen = i2d_ECDSA_SIG(s, &der);
         if (derlen <= 0)
                 return -ENOMEM;
-        if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) != 1) {
+        if (!cnos_hash_md(CNOS_HASH_SHA256))
+                return -ENOMEM;
+        /* The digest fetched once per process: EVP_sha256() would fetch it again on every call. */
+        if (EVP_DigestVerifyInit(md, NULL, cnos_hash_md(CNOS_HASH_SHA256), NULL, key) != 1) {
                 ERR_clear_error();
                 return 0;
         }
@@ -890,7 +1144,7 @@ static int verify_internal(const struct tdx_quote *q, const struct tdx_policy *p
 
                 if (!md)
                         return -ENOMEM;
-                if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+                if (EVP_DigestInit_ex(md, cnos_hash_md(CNOS_HASH_SHA256), NULL) != 1 ||
                     EVP_DigestUpdate(md, q->attestation_key, sizeof(q->attestation_key)) != 1 ||
                     EVP_DigestUpdate(md, q->qe_auth_data, q->qe_auth_data_size) != 1 ||
                     EVP_DigestFinal_ex(md, h, NULL) != 1)
@@ -903,7 +1157,7 @@ static int verify_internal(const struct tdx_quote *q, const struct tdx_policy *p
         }
 
         *check = TDX_CHECK_ATTESTATION_KEY;
-        r = p256_key_from_xy(q->attestation_key, &att_key);
+        r = attestation_key(q->attestation_key, &att_key);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <pthread.h>
 #include <tss2/tss2_mu.h>
 
 #include "attestation/tpm2-verify.h"
@@ -495,6 +496,190 @@ int tpm2_public_to_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret, struct cnos_err 
         }
 }
 
+/* ---- the AK key cache ---------------------------------------------------------------------
+ *
+ * Building the AK's EVP_PKEY (OSSL_PARAM_BLD, EVP_PKEY_fromdata) and, on its first use, the RSA
+ * key's Montgomery context cost about as much as the quote's RSA signature check itself. A node
+ * quotes with the same AK every time it joins, so built keys (with the AK's Name) are kept,
+ * process-wide, keyed by the exact TPMT_PUBLIC bytes they were built from.
+ *
+ * Why this cannot change a verdict: an entry is used only for a public area byte-for-byte equal to
+ * the one it was built from (length and memcmp; no digest that could collide), and the key and Name
+ * are pure functions of those bytes. Only keys that were built successfully are kept. The public area is
+ * still parsed and its attributes, nameAlg and scheme checked on every call, and every quote
+ * signature, AK certificate (with its validity at the caller's time), PCR digest, event log and
+ * policy is checked on every call: the cache saves building the key, never a check.
+ *
+ * Threads: keys are shared read-only (OpenSSL locks what it fills in lazily, such as the
+ * Montgomery context); every user holds its own reference, so replacing an entry never frees a key
+ * another thread still verifies with. The lock covers the table only, never building a key.
+ *
+ * Bounded: AK_CACHE_SIZE entries; when full, the least recently used entry is replaced. Entries
+ * live until the process exits, like OpenSSL's own caches. */
+#define AK_CACHE_SIZE 16
+#define AK_CACHE_MAX_KEY 2048U
+
+struct ak_cache_entry {
+        uint8_t *key;
+        size_t size;
+        EVP_PKEY *pkey; /* NULL: the slot is empty */
+        TPM2B_NAME name;
+        uint64_t used; /* ak_cache.tick at the last lookup that found it */
+        /* A verification context set up for pkey with this scheme and hash, before any data: each
+         * quote's context is a copy (EVP_DigestVerifyInit fetches algorithms by name every time). */
+        EVP_MD_CTX *verify;
+        TPMI_ALG_SIG_SCHEME verify_alg;
+        TPMI_ALG_HASH verify_hash;
+};
+
+static struct {
+        pthread_mutex_t lock;
+        uint64_t tick, hits, misses;
+        struct ak_cache_entry entries[AK_CACHE_SIZE];
+} ak_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static struct ak_cache_entry *ak_cache_find_locked(const void *key, size_t n) {
+        for (size_t i = 0; i < AK_CACHE_SIZE; i++) {
+                struct ak_cache_entry *x = &ak_cache.entries[i];
+
+                if (x->pkey && x->size == n && memcmp(x->key, key, n) == 0)
+                        return x;
+        }
+        return NULL;
+}
+
+/* A new reference to the key built from exactly these bytes, and its Name; NULL if none. */
+static EVP_PKEY *ak_cache_get(const void *key, size_t n, TPM2B_NAME *ret_name) {
+        struct ak_cache_entry *x;
+        EVP_PKEY *pkey = NULL;
+
+        if (n > AK_CACHE_MAX_KEY)
+                return NULL;
+        (void) pthread_mutex_lock(&ak_cache.lock);
+        x = ak_cache_find_locked(key, n);
+        if (x && EVP_PKEY_up_ref(x->pkey) == 1) {
+                pkey = x->pkey;
+                *ret_name = x->name;
+                x->used = ++ak_cache.tick;
+        }
+        if (pkey)
+                ak_cache.hits++;
+        else
+                ak_cache.misses++;
+        (void) pthread_mutex_unlock(&ak_cache.lock);
+        return pkey;
+}
+
+/* Remembers pkey (the caller keeps its own reference) and name as built from these bytes. Best
+ * effort: without memory, nothing is cached. */
+static void ak_cache_put(const void *key, size_t n, EVP_PKEY *pkey, const TPM2B_NAME *name) {
+        struct ak_cache_entry old = {}, *victim = NULL;
+        uint8_t *copy;
+
+        if (n > AK_CACHE_MAX_KEY)
+                return;
+        copy = malloc(n);
+        if (!copy)
+                return;
+        memcpy(copy, key, n);
+        if (EVP_PKEY_up_ref(pkey) != 1) {
+                free(copy);
+                return;
+        }
+
+        (void) pthread_mutex_lock(&ak_cache.lock);
+        if (!ak_cache_find_locked(key, n)) /* else another thread built the same key meanwhile */
+                for (size_t i = 0; i < AK_CACHE_SIZE; i++) {
+                        struct ak_cache_entry *x = &ak_cache.entries[i];
+
+                        if (!victim || (victim->pkey && (!x->pkey || x->used < victim->used)))
+                                victim = x;
+                }
+        if (victim) {
+                old = *victim;
+                *victim = (struct ak_cache_entry) {
+                        .key = TAKE_PTR(copy), .size = n, .pkey = TAKE_PTR(pkey), .name = *name, .used = ++ak_cache.tick,
+                };
+        }
+        (void) pthread_mutex_unlock(&ak_cache.lock);
+
+        free(copy);
+        EVP_PKEY_free(pkey);
+        free(old.key);
+        EVP_PKEY_free(old.pkey);
+        EVP_MD_CTX_free(old.verify);
+}
+
+/* The entry of this very key object: the caller holds a reference, so a matching pointer is the
+ * entry it came from. */
+static struct ak_cache_entry *ak_cache_find_pkey_locked(const EVP_PKEY *pkey) {
+        for (size_t i = 0; i < AK_CACHE_SIZE; i++)
+                if (ak_cache.entries[i].pkey == pkey)
+                        return &ak_cache.entries[i];
+        return NULL;
+}
+
+/* A copy of the cached verification context for pkey, scheme and hash, or NULL. The copy is made
+ * under the lock: the template is never used itself, only read. */
+static EVP_MD_CTX *ak_cache_verify_ctx(const EVP_PKEY *pkey, TPMI_ALG_SIG_SCHEME alg, TPMI_ALG_HASH hash) {
+        struct ak_cache_entry *x;
+        EVP_MD_CTX *ctx = NULL;
+
+        (void) pthread_mutex_lock(&ak_cache.lock);
+        x = ak_cache_find_pkey_locked(pkey);
+        if (x && x->verify && x->verify_alg == alg && x->verify_hash == hash) {
+                ctx = EVP_MD_CTX_new();
+                if (ctx && EVP_MD_CTX_copy_ex(ctx, x->verify) != 1) {
+                        ERR_clear_error();
+                        EVP_MD_CTX_free(TAKE_PTR(ctx));
+                }
+        }
+        (void) pthread_mutex_unlock(&ak_cache.lock);
+        return ctx;
+}
+
+/* Keeps a copy of ctx, freshly set up for pkey, scheme and hash, as the template for pkey's entry. */
+static void ak_cache_put_verify_ctx(const EVP_PKEY *pkey, TPMI_ALG_SIG_SCHEME alg, TPMI_ALG_HASH hash, const EVP_MD_CTX *ctx) {
+        struct ak_cache_entry *x;
+        EVP_MD_CTX *copy = EVP_MD_CTX_new();
+
+        if (!copy || EVP_MD_CTX_copy_ex(copy, ctx) != 1) {
+                ERR_clear_error();
+                EVP_MD_CTX_free(copy);
+                return;
+        }
+        (void) pthread_mutex_lock(&ak_cache.lock);
+        x = ak_cache_find_pkey_locked(pkey);
+        if (x) {
+                EVP_MD_CTX *old = x->verify;
+
+                x->verify = TAKE_PTR(copy);
+                x->verify_alg = alg;
+                x->verify_hash = hash;
+                copy = old;
+        }
+        (void) pthread_mutex_unlock(&ak_cache.lock);
+        EVP_MD_CTX_free(copy);
+}
+
+/* Test hook for tests/unit/test-verify-cache.c, deliberately not in tpm2-verify.h: how many keys the
+ * cache holds, and how many lookups found one or not since the process started. */
+void tpm2_ak_cache_stats(size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses);
+void tpm2_ak_cache_stats(size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses) {
+        size_t n = 0;
+
+        (void) pthread_mutex_lock(&ak_cache.lock);
+        for (size_t i = 0; i < AK_CACHE_SIZE; i++)
+                n += !!ak_cache.entries[i].pkey;
+        if (ret_entries)
+                *ret_entries = n;
+        if (ret_hits)
+                *ret_hits = ak_cache.hits;
+        if (ret_misses)
+                *ret_misses = ak_cache.misses;
+        (void) pthread_mutex_unlock(&ak_cache.lock);
+}
+
 /* ---- verification ------------------------------------------------------------------------- */
 
 const char *tpm2_check_name(enum tpm2_check c) {
@@ -580,12 +765,17 @@ static int check_ak(struct verify *x) {
         if (x->ak.nameAlg == TPM2_ALG_SHA1 && !x->p->allow_sha1)
                 return failed(x, TPM2_CHECK_AK_KEY, cnos_err_set(x->e, -EKEYREJECTED, "tpm: AK nameAlg is SHA-1"));
 
+        /* x->ak was parsed from exactly these bytes: a cached key and Name are the ones it gives. */
+        x->ak_key = ak_cache_get(x->ev->ak_public, x->ev->ak_public_size, &x->v->ak_name);
+        if (x->ak_key)
+                return 0;
         r = tpm2_public_to_pkey(&x->ak, &x->ak_key, x->e);
         if (r < 0)
                 return failed(x, TPM2_CHECK_AK_KEY, retag(x->e, -EKEYREJECTED, "AK: "));
         r = tpm2_public_name(&x->ak, &x->v->ak_name, x->e);
         if (r < 0)
                 return failed(x, TPM2_CHECK_AK_KEY, r);
+        ak_cache_put(x->ev->ak_public, x->ev->ak_public_size, x->ak_key, &x->v->ak_name);
         return 0;
 }
 
@@ -790,15 +980,36 @@ static int check_supplied_digest(struct verify *x, size_t i, const uint32_t mask
         return 0;
 }
 
+/* A context that verifies signatures by the AK with the scheme and hash of s, before any data. */
+static int verify_ctx_new(struct verify *x, const TPMT_SIGNATURE *s, EVP_MD_CTX **ret) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
+        EVP_PKEY_CTX *pctx = NULL;
+        int h = cnos_hash_from_tpm_alg(s->signature.any.hashAlg);
+
+        ctx = EVP_MD_CTX_new();
+        if (!ctx || EVP_DigestVerifyInit(ctx, &pctx, cnos_hash_md(h), NULL, x->ak_key) != 1) {
+                ERR_clear_error();
+                return cnos_err_set(x->e, -ENOMEM, "tpm: cannot set up signature verification");
+        }
+        if (s->sigAlg == TPM2_ALG_RSAPSS &&
+            (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+             /* TPMs use the digest size (or the largest that fits); any salt length is as secure. */
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) != 1)) {
+                ERR_clear_error();
+                return cnos_err_set(x->e, -ENOMEM, "tpm: cannot set up RSA-PSS verification");
+        }
+        *ret = TAKE_PTR(ctx);
+        return 0;
+}
+
 static int verify_signature(struct verify *x, size_t i) {
         const struct tpm2_quote_blob *q = &x->ev->quotes[i];
         const TPMT_SIGNATURE *s = &x->sig[i];
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
         _cleanup_(openssl_freep) uint8_t *der = NULL;
-        EVP_PKEY_CTX *pctx = NULL;
         const uint8_t *sig;
         size_t sig_size;
-        int h = cnos_hash_from_tpm_alg(s->signature.any.hashAlg), ok;
+        int ok;
         char tag[32];
 
         if (s->sigAlg == TPM2_ALG_ECDSA) {
@@ -822,17 +1033,10 @@ static int verify_signature(struct verify *x, size_t i) {
                 sig_size = s->signature.rsassa.sig.size;
         }
 
-        ctx = EVP_MD_CTX_new();
-        if (!ctx || EVP_DigestVerifyInit(ctx, &pctx, cnos_hash_md(h), NULL, x->ak_key) != 1) {
-                ERR_clear_error();
-                return cnos_err_set(x->e, -ENOMEM, "tpm: cannot set up signature verification");
-        }
-        if (s->sigAlg == TPM2_ALG_RSAPSS &&
-            (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-             /* TPMs use the digest size (or the largest that fits); any salt length is as secure. */
-             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) != 1)) {
-                ERR_clear_error();
-                return cnos_err_set(x->e, -ENOMEM, "tpm: cannot set up RSA-PSS verification");
+        ctx = ak_cache_verify_ctx(x->ak_key, s->sigAlg, s->signature.any.hashAlg);
+        if (!ctx) {
+                TRY(verify_ctx_new(x, s, &ctx));
+                ak_cache_put_verify_ctx(x->ak_key, s->sigAlg, s->signature.any.hashAlg, ctx);
         }
         ok = EVP_DigestVerify(ctx, sig, sig_size, q->attest, q->attest_size);
         ERR_clear_error();

@@ -1002,6 +1002,62 @@ static void test_chain_shapes(void **state) {
         }
 }
 
+/* A control character in the name of a certificate that nothing has verified (here the PCK CA's CN,
+ * which tdx_quote_pck_info() reads without verifying the chain) stays out of the one-line message.
+ * Found by fuzz-tdx. */
+static void test_unverified_name_in_message(void **state) {
+        static const char begin[] = "-----BEGIN CERTIFICATE-----\n", end[] = "-----END CERTIFICATE-----";
+        static const char cn[] = "Intel SGX PCK Platform CA";
+        struct blob m = copy(&spr);
+        _cleanup_free_ uint8_t *b64 = NULL;
+        uint8_t der[4096], enc[8192], *p, *start, *stop, *hit;
+        size_t nb = 0, pad = 0, k = 0;
+        struct tdx_pck_info info;
+        struct cnos_err e = {};
+        enum tdx_check check;
+        struct tdx_quote q;
+        int len;
+
+        /* The second PEM block of the chain, the PCK Platform CA, as DER. */
+        start = memmem(m.data, m.size, begin, strlen(begin));
+        assert_non_null(start);
+        start = memmem(start + 1, m.size - (size_t) (start + 1 - m.data), begin, strlen(begin));
+        assert_non_null(start);
+        start += strlen(begin);
+        stop = memmem(start, m.size - (size_t) (start - m.data), end, strlen(end));
+        assert_non_null(stop);
+        b64 = malloc((size_t) (stop - start));
+        assert_non_null(b64);
+        for (p = start; p < stop; p++)
+                if (*p != '\n')
+                        b64[nb++] = *p;
+        assert_true(nb % 4 == 0 && 3 * nb / 4 <= sizeof(der));
+        while (pad < 2 && b64[nb - 1 - pad] == '=')
+                pad++;
+        len = EVP_DecodeBlock(der, b64, (int) nb);
+        assert_int_equal(len, (int) (3 * nb / 4));
+        len -= (int) pad;
+
+        /* A line feed in the subject CN, encoded back into the same lines. */
+        hit = memmem(der, (size_t) len, cn, strlen(cn));
+        assert_non_null(hit);
+        hit[5] = '\n';
+        assert_int_equal(EVP_EncodeBlock(enc, der, len), (int) nb);
+        for (p = start; p < stop; p++)
+                if (*p != '\n')
+                        *p = enc[k++];
+
+        assert_int_equal(tdx_quote_parse(m.data, m.size, &q, &e), 0);
+        assert_int_equal(tdx_quote_pck_info(&q, &info, &e), -EKEYREJECTED);
+        assert_msg_contains(&e, "pck-extension: PCK issuer 'Intel?SGX PCK Platform CA' is neither");
+        assert_null(strchr(e.msg, '\n'));
+        assert_int_equal(parse_verify(m.data, m.size, intel_root, AT_SPR, &check, &e), -EBADMSG);
+        assert_int_equal(check, TDX_CHECK_INTERMEDIATE_SIGNATURE);
+        assert_msg_contains(&e, "'Intel?SGX PCK Platform CA' (depth 1)");
+        assert_null(strchr(e.msg, '\n'));
+        free(m.data);
+}
+
 /* ---- CCEL ---------------------------------------------------------------------------------- */
 
 static const char *const ccel_rtmr[4] = {
@@ -1182,6 +1238,7 @@ int main(void) {
                 cmocka_unit_test(test_debug_td),
                 cmocka_unit_test(test_wrong_root),
                 cmocka_unit_test(test_chain_shapes),
+                cmocka_unit_test(test_unverified_name_in_message),
                 cmocka_unit_test(test_ccel_replay),
                 cmocka_unit_test(test_ccel_negative),
                 cmocka_unit_test(test_get_quote_no_device),
