@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "ossl.h"
 #include "attestation/tdx.h"
 #include "attestation/x509util.h"
 #include "evidence.h"
@@ -6,7 +7,6 @@
 #include "hex.h"
 #include "log.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
 
 int evidence_verify_tdx(const struct evidence_args *a, struct json_object **ret) {
         _cleanup_(X509_freep) X509 *root = NULL;

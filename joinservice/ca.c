@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "ossl.h"
 #include "attestation/x509util.h"
 #include "ca.h"
 #include "secrets.h"
@@ -15,11 +16,6 @@
 
 #define CA_KEY_FILE_MAX (64U * 1024U)
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_REQ *, X509_REQ_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_NAME *, X509_NAME_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
 
 static int ossl_fail(struct cnos_err *e, int r, const char *what) {
         unsigned long err = ERR_peek_last_error();

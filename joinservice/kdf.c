@@ -4,10 +4,9 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include "ossl.h"
 #include "kdf.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF *, EVP_KDF_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF_CTX *, EVP_KDF_CTX_free);
 
 int kdf_hkdf_sha256(
                 const uint8_t *key,

@@ -76,6 +76,14 @@ static inline _warn_unused_result_ int size_mul(size_t a, size_t b, size_t *ret)
         return 0;
 }
 
+/* Returns from the calling function when expr (a negative-errno call) fails, after s2n's GUARD. */
+#define GUARD(expr)                            \
+        do {                                   \
+                int _guard_r = (expr);         \
+                if (_guard_r < 0)              \
+                        return _guard_r;       \
+        } while (0)
+
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;
 }

@@ -3,12 +3,12 @@
 #include <openssl/core_names.h>
 #include <openssl/pem.h>
 
+#include "ossl.h"
 #include "digest.h"
 #include "signature.h"
 
 #define SIG_MAX_DER 128 /* an ECDSA P-256 signature in DER is at most 72 bytes */
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 
 static int check_p256(EVP_PKEY *k, const char *path, struct cnos_err *e) {
         char group[64] = "";

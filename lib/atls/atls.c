@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "ossl.h"
 #include "atls/atls.h"
 #include "secure.h"
 
@@ -44,12 +45,6 @@ struct atls_conn {
         char peer[INET6_ADDRSTRLEN + 16];
 };
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_EXTENSION *, X509_EXTENSION_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct addrinfo *, freeaddrinfo);
 
 /* --- errors ------------------------------------------------------------------------------------ */

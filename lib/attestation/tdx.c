@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "ossl.h"
 #include "attestation/tdx.h"
 #include "cursor.h"
 #include "digest.h"
@@ -31,13 +32,6 @@
 
 #define SGX_EXT_OID "1.2.840.113741.1.13.1"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE_CTX *, X509_STORE_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(ASN1_OBJECT *, ASN1_OBJECT_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
 
 static void x509_chain_freep(STACK_OF(X509) **s) {
         if (*s)

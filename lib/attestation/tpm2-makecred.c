@@ -5,23 +5,13 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
+#include "ossl.h"
 #include "attestation/tpm2-makecred.h"
 #include "attestation/tpm2-verify.h"
 #include "cursor.h"
 #include "digest.h"
 #include "secure.h"
 
-#define TRY(expr)                          \
-        do {                               \
-                int _try_r = (expr);       \
-                if (_try_r < 0)            \
-                        return _try_r;     \
-        } while (0)
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MAC *, EVP_MAC_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MAC_CTX *, EVP_MAC_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
 
 /* The labels, NUL included: KDFa and KDFe hash the terminating zero, and RSA-OAEP's label is the
  * nine bytes "IDENTITY\0". */
@@ -103,7 +93,7 @@ static int kdfa(enum cnos_hash h, const uint8_t *key, size_t key_size, const cha
                 };
 
                 put_be32(counter, i);
-                TRY(hmac(h, key, key_size, in, ELEMENTSOF(in), block));
+                GUARD(hmac(h, key, key_size, in, ELEMENTSOF(in), block));
                 memcpy(out + done, block, MIN(n, want - done));
                 done += MIN(n, want - done);
         }
@@ -266,7 +256,7 @@ int tpm2_make_credential(
 
         if (!ek || !name || !secret || !ret)
                 return cnos_err_set(e, -EINVAL, "tpm: makecredential: invalid arguments");
-        TRY(check_ek(ek, e));
+        GUARD(check_ek(ek, e));
         h = cnos_hash_from_tpm_alg(ek->nameAlg);
         n = cnos_hash_size(h);
         key_bits = ek->parameters.asymDetail.symmetric.keyBits.aes;

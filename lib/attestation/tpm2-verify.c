@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <tss2/tss2_mu.h>
 
+#include "ossl.h"
 #include "attestation/tpm2-verify.h"
 #include "attestation/x509util.h"
 #include "cursor.h"
@@ -26,18 +27,6 @@
  * unmarshals to the same struct with mu and marshals back to the same bytes, and mu's marshaller
  * (on structures already validated here) serialises a TPMT_PUBLIC for its Name. */
 
-#define TRY(expr)                          \
-        do {                               \
-                int _try_r = (expr);       \
-                if (_try_r < 0)            \
-                        return _try_r;     \
-        } while (0)
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM_BLD *, OSSL_PARAM_BLD_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM *, OSSL_PARAM_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
 
 static void openssl_freep(void *p) {
         OPENSSL_free(*(void **) p);
@@ -105,7 +94,7 @@ static int rd_2b(struct reader *r, const char *field, uint16_t *ret_size, uint8_
         size_t off = cursor_offset(&r->c);
         uint16_t n;
 
-        TRY(rd_u16(r, field, &n));
+        GUARD(rd_u16(r, field, &n));
         if (n > cap)
                 return cnos_err_set(r->e, -E2BIG, "tpm: %s: %s size %u at offset %zu exceeds its %zu-byte maximum", r->what,
                                     field, n, off, cap);
@@ -139,7 +128,7 @@ static int rd_hash(struct reader *r, const char *field, TPMI_ALG_HASH *ret) {
         size_t off = cursor_offset(&r->c);
         uint16_t alg;
 
-        TRY(rd_u16(r, field, &alg));
+        GUARD(rd_u16(r, field, &alg));
         if (cnos_hash_from_tpm_alg(alg) < 0)
                 return cnos_err_set(r->e, -EPROTONOSUPPORT, "tpm: %s: %s 0x%04x at offset %zu is not SHA-1/256/384/512",
                                     r->what, field, alg, off);
@@ -157,7 +146,7 @@ static int unsupported(struct reader *r, const char *field, uint16_t v, size_t o
 static int rd_pcr_selection(struct reader *r, TPML_PCR_SELECTION *ret) {
         size_t off = cursor_offset(&r->c);
 
-        TRY(rd_u32(r, "pcrSelect.count", &ret->count));
+        GUARD(rd_u32(r, "pcrSelect.count", &ret->count));
         if (ret->count > TPM2_NUM_PCR_BANKS)
                 return cnos_err_set(r->e, -E2BIG, "tpm: %s: pcrSelect.count %" PRIu32 " at offset %zu exceeds %d", r->what,
                                     ret->count, off, TPM2_NUM_PCR_BANKS);
@@ -165,9 +154,9 @@ static int rd_pcr_selection(struct reader *r, TPML_PCR_SELECTION *ret) {
                 TPMS_PCR_SELECTION *s = &ret->pcrSelections[i];
 
                 /* Not rd_hash(): an unknown bank is a named verification failure, not a parse error. */
-                TRY(rd_u16(r, "pcrSelections.hash", &s->hash));
+                GUARD(rd_u16(r, "pcrSelections.hash", &s->hash));
                 off = cursor_offset(&r->c);
-                TRY(rd_u8(r, "pcrSelections.sizeofSelect", &s->sizeofSelect));
+                GUARD(rd_u8(r, "pcrSelections.sizeofSelect", &s->sizeofSelect));
                 if (s->sizeofSelect > TPM2_PCR_SELECT_MAX)
                         return cnos_err_set(r->e, -E2BIG, "tpm: %s: sizeofSelect %u at offset %zu exceeds %d", r->what,
                                             s->sizeofSelect, off, TPM2_PCR_SELECT_MAX);
@@ -184,28 +173,28 @@ int tpm2_attest_parse(const void *data, size_t size, TPMS_ATTEST *ret, struct cn
 
         if (!ret)
                 return cnos_err_set(e, -EINVAL, "tpm: TPMS_ATTEST: no output");
-        TRY(rd_init(&r, data, size, "TPMS_ATTEST", e));
-        TRY(rd_u32(&r, "magic", &a.magic));
+        GUARD(rd_init(&r, data, size, "TPMS_ATTEST", e));
+        GUARD(rd_u32(&r, "magic", &a.magic));
         off = cursor_offset(&r.c);
-        TRY(rd_u16(&r, "type", &a.type));
+        GUARD(rd_u16(&r, "type", &a.type));
         if (a.type != TPM2_ST_ATTEST_QUOTE)
                 return cnos_err_set(e, -EPROTONOSUPPORT, "tpm: TPMS_ATTEST: type 0x%04x at offset %zu is not a quote",
                                     a.type, off);
-        TRY(rd_2b(&r, "qualifiedSigner", &a.qualifiedSigner.size, a.qualifiedSigner.name, sizeof(a.qualifiedSigner.name)));
-        TRY(rd_2b(&r, "extraData", &a.extraData.size, a.extraData.buffer, sizeof(a.extraData.buffer)));
-        TRY(rd_u64(&r, "clockInfo.clock", &a.clockInfo.clock));
-        TRY(rd_u32(&r, "clockInfo.resetCount", &a.clockInfo.resetCount));
-        TRY(rd_u32(&r, "clockInfo.restartCount", &a.clockInfo.restartCount));
+        GUARD(rd_2b(&r, "qualifiedSigner", &a.qualifiedSigner.size, a.qualifiedSigner.name, sizeof(a.qualifiedSigner.name)));
+        GUARD(rd_2b(&r, "extraData", &a.extraData.size, a.extraData.buffer, sizeof(a.extraData.buffer)));
+        GUARD(rd_u64(&r, "clockInfo.clock", &a.clockInfo.clock));
+        GUARD(rd_u32(&r, "clockInfo.resetCount", &a.clockInfo.resetCount));
+        GUARD(rd_u32(&r, "clockInfo.restartCount", &a.clockInfo.restartCount));
         off = cursor_offset(&r.c);
-        TRY(rd_u8(&r, "clockInfo.safe", &a.clockInfo.safe));
+        GUARD(rd_u8(&r, "clockInfo.safe", &a.clockInfo.safe));
         if (a.clockInfo.safe > 1)
                 return cnos_err_set(e, -EBADMSG, "tpm: TPMS_ATTEST: clockInfo.safe %u at offset %zu is not YES or NO",
                                     a.clockInfo.safe, off);
-        TRY(rd_u64(&r, "firmwareVersion", &a.firmwareVersion));
-        TRY(rd_pcr_selection(&r, &a.attested.quote.pcrSelect));
-        TRY(rd_2b(&r, "pcrDigest", &a.attested.quote.pcrDigest.size, a.attested.quote.pcrDigest.buffer,
+        GUARD(rd_u64(&r, "firmwareVersion", &a.firmwareVersion));
+        GUARD(rd_pcr_selection(&r, &a.attested.quote.pcrSelect));
+        GUARD(rd_2b(&r, "pcrDigest", &a.attested.quote.pcrDigest.size, a.attested.quote.pcrDigest.buffer,
                   sizeof(a.attested.quote.pcrDigest.buffer)));
-        TRY(rd_end(&r));
+        GUARD(rd_end(&r));
         *ret = a;
         return 0;
 }
@@ -218,27 +207,27 @@ int tpm2_signature_parse(const void *data, size_t size, TPMT_SIGNATURE *ret, str
 
         if (!ret)
                 return cnos_err_set(e, -EINVAL, "tpm: TPMT_SIGNATURE: no output");
-        TRY(rd_init(&r, data, size, "TPMT_SIGNATURE", e));
-        TRY(rd_u16(&r, "sigAlg", &s.sigAlg));
+        GUARD(rd_init(&r, data, size, "TPMT_SIGNATURE", e));
+        GUARD(rd_u16(&r, "sigAlg", &s.sigAlg));
         switch (s.sigAlg) {
         case TPM2_ALG_RSASSA:
         case TPM2_ALG_RSAPSS:
                 /* rsassa and rsapss are the same TPMS_SIGNATURE_RSA */
-                TRY(rd_hash(&r, "hash", &s.signature.rsassa.hash));
-                TRY(rd_2b(&r, "sig", &s.signature.rsassa.sig.size, s.signature.rsassa.sig.buffer,
+                GUARD(rd_hash(&r, "hash", &s.signature.rsassa.hash));
+                GUARD(rd_2b(&r, "sig", &s.signature.rsassa.sig.size, s.signature.rsassa.sig.buffer,
                           sizeof(s.signature.rsassa.sig.buffer)));
                 break;
         case TPM2_ALG_ECDSA:
-                TRY(rd_hash(&r, "hash", &s.signature.ecdsa.hash));
-                TRY(rd_2b(&r, "signatureR", &s.signature.ecdsa.signatureR.size, s.signature.ecdsa.signatureR.buffer,
+                GUARD(rd_hash(&r, "hash", &s.signature.ecdsa.hash));
+                GUARD(rd_2b(&r, "signatureR", &s.signature.ecdsa.signatureR.size, s.signature.ecdsa.signatureR.buffer,
                           sizeof(s.signature.ecdsa.signatureR.buffer)));
-                TRY(rd_2b(&r, "signatureS", &s.signature.ecdsa.signatureS.size, s.signature.ecdsa.signatureS.buffer,
+                GUARD(rd_2b(&r, "signatureS", &s.signature.ecdsa.signatureS.size, s.signature.ecdsa.signatureS.buffer,
                           sizeof(s.signature.ecdsa.signatureS.buffer)));
                 break;
         default:
                 return unsupported(&r, "sigAlg", s.sigAlg, 0);
         }
-        TRY(rd_end(&r));
+        GUARD(rd_end(&r));
         *ret = s;
         return 0;
 }
@@ -248,15 +237,15 @@ int tpm2_signature_parse(const void *data, size_t size, TPMT_SIGNATURE *ret, str
 static int rd_sym_def_object(struct reader *r, TPMT_SYM_DEF_OBJECT *ret) {
         size_t off = cursor_offset(&r->c);
 
-        TRY(rd_u16(r, "symmetric.algorithm", &ret->algorithm));
+        GUARD(rd_u16(r, "symmetric.algorithm", &ret->algorithm));
         switch (ret->algorithm) {
         case TPM2_ALG_NULL:
                 return 0;
         case TPM2_ALG_AES:
         case TPM2_ALG_SM4:
         case TPM2_ALG_CAMELLIA:
-                TRY(rd_u16(r, "symmetric.keyBits", &ret->keyBits.sym));
-                TRY(rd_u16(r, "symmetric.mode", &ret->mode.sym));
+                GUARD(rd_u16(r, "symmetric.keyBits", &ret->keyBits.sym));
+                GUARD(rd_u16(r, "symmetric.mode", &ret->mode.sym));
                 return 0;
         default:
                 return unsupported(r, "symmetric.algorithm", ret->algorithm, off);
@@ -267,7 +256,7 @@ static int rd_sym_def_object(struct reader *r, TPMT_SYM_DEF_OBJECT *ret) {
 static int rd_asym_scheme(struct reader *r, bool ecc, TPMI_ALG_ASYM_SCHEME *scheme, TPMU_ASYM_SCHEME *details) {
         size_t off = cursor_offset(&r->c);
 
-        TRY(rd_u16(r, "scheme.scheme", scheme));
+        GUARD(rd_u16(r, "scheme.scheme", scheme));
         switch (*scheme) {
         case TPM2_ALG_NULL:
                 return 0;
@@ -290,7 +279,7 @@ static int rd_asym_scheme(struct reader *r, bool ecc, TPMI_ALG_ASYM_SCHEME *sche
         case TPM2_ALG_ECDAA:
                 if (!ecc)
                         return unsupported(r, "scheme.scheme", *scheme, off);
-                TRY(rd_hash(r, "scheme.hashAlg", &details->ecdaa.hashAlg));
+                GUARD(rd_hash(r, "scheme.hashAlg", &details->ecdaa.hashAlg));
                 return rd_u16(r, "scheme.count", &details->ecdaa.count);
         default:
                 return unsupported(r, "scheme.scheme", *scheme, off);
@@ -300,7 +289,7 @@ static int rd_asym_scheme(struct reader *r, bool ecc, TPMI_ALG_ASYM_SCHEME *sche
 static int rd_kdf_scheme(struct reader *r, TPMT_KDF_SCHEME *ret) {
         size_t off = cursor_offset(&r->c);
 
-        TRY(rd_u16(r, "kdf.scheme", &ret->scheme));
+        GUARD(rd_u16(r, "kdf.scheme", &ret->scheme));
         switch (ret->scheme) {
         case TPM2_ALG_NULL:
                 return 0;
@@ -321,35 +310,35 @@ int tpm2_public_parse(const void *data, size_t size, TPMT_PUBLIC *ret, struct cn
 
         if (!ret)
                 return cnos_err_set(e, -EINVAL, "tpm: TPMT_PUBLIC: no output");
-        TRY(rd_init(&r, data, size, "TPMT_PUBLIC", e));
-        TRY(rd_u16(&r, "type", &p.type));
+        GUARD(rd_init(&r, data, size, "TPMT_PUBLIC", e));
+        GUARD(rd_u16(&r, "type", &p.type));
         if (p.type != TPM2_ALG_RSA && p.type != TPM2_ALG_ECC)
                 return unsupported(&r, "type", p.type, 0);
-        TRY(rd_hash(&r, "nameAlg", &p.nameAlg));
-        TRY(rd_u32(&r, "objectAttributes", &p.objectAttributes));
-        TRY(rd_2b(&r, "authPolicy", &p.authPolicy.size, p.authPolicy.buffer, sizeof(p.authPolicy.buffer)));
+        GUARD(rd_hash(&r, "nameAlg", &p.nameAlg));
+        GUARD(rd_u32(&r, "objectAttributes", &p.objectAttributes));
+        GUARD(rd_2b(&r, "authPolicy", &p.authPolicy.size, p.authPolicy.buffer, sizeof(p.authPolicy.buffer)));
         if (p.type == TPM2_ALG_RSA) {
                 TPMS_RSA_PARMS *rsa = &p.parameters.rsaDetail;
 
-                TRY(rd_sym_def_object(&r, &rsa->symmetric));
-                TRY(rd_asym_scheme(&r, false, &rsa->scheme.scheme, &rsa->scheme.details));
-                TRY(rd_u16(&r, "keyBits", &rsa->keyBits));
-                TRY(rd_u32(&r, "exponent", &rsa->exponent));
-                TRY(rd_2b(&r, "unique.rsa", &p.unique.rsa.size, p.unique.rsa.buffer, sizeof(p.unique.rsa.buffer)));
+                GUARD(rd_sym_def_object(&r, &rsa->symmetric));
+                GUARD(rd_asym_scheme(&r, false, &rsa->scheme.scheme, &rsa->scheme.details));
+                GUARD(rd_u16(&r, "keyBits", &rsa->keyBits));
+                GUARD(rd_u32(&r, "exponent", &rsa->exponent));
+                GUARD(rd_2b(&r, "unique.rsa", &p.unique.rsa.size, p.unique.rsa.buffer, sizeof(p.unique.rsa.buffer)));
         } else {
                 TPMS_ECC_PARMS *ecc = &p.parameters.eccDetail;
 
-                TRY(rd_sym_def_object(&r, &ecc->symmetric));
-                TRY(rd_asym_scheme(&r, true, &ecc->scheme.scheme, &ecc->scheme.details));
+                GUARD(rd_sym_def_object(&r, &ecc->symmetric));
+                GUARD(rd_asym_scheme(&r, true, &ecc->scheme.scheme, &ecc->scheme.details));
                 off = cursor_offset(&r.c);
-                TRY(rd_u16(&r, "curveID", &ecc->curveID));
+                GUARD(rd_u16(&r, "curveID", &ecc->curveID));
                 if (ecc->curveID == TPM2_ECC_NONE)
                         return unsupported(&r, "curveID", ecc->curveID, off);
-                TRY(rd_kdf_scheme(&r, &ecc->kdf));
-                TRY(rd_2b(&r, "unique.ecc.x", &p.unique.ecc.x.size, p.unique.ecc.x.buffer, sizeof(p.unique.ecc.x.buffer)));
-                TRY(rd_2b(&r, "unique.ecc.y", &p.unique.ecc.y.size, p.unique.ecc.y.buffer, sizeof(p.unique.ecc.y.buffer)));
+                GUARD(rd_kdf_scheme(&r, &ecc->kdf));
+                GUARD(rd_2b(&r, "unique.ecc.x", &p.unique.ecc.x.size, p.unique.ecc.x.buffer, sizeof(p.unique.ecc.x.buffer)));
+                GUARD(rd_2b(&r, "unique.ecc.y", &p.unique.ecc.y.size, p.unique.ecc.y.buffer, sizeof(p.unique.ecc.y.buffer)));
         }
-        TRY(rd_end(&r));
+        GUARD(rd_end(&r));
         *ret = p;
         return 0;
 }
@@ -358,8 +347,8 @@ int tpm2b_public_parse(const void *data, size_t size, TPMT_PUBLIC *ret, struct c
         struct reader r;
         uint16_t n;
 
-        TRY(rd_init(&r, data, size, "TPM2B_PUBLIC", e));
-        TRY(rd_u16(&r, "size", &n));
+        GUARD(rd_init(&r, data, size, "TPM2B_PUBLIC", e));
+        GUARD(rd_u16(&r, "size", &n));
         if (n != cursor_remaining(&r.c))
                 return cnos_err_set(e, -EBADMSG, "tpm: TPM2B_PUBLIC: size %u does not match the %zu bytes that follow", n,
                                     cursor_remaining(&r.c));
@@ -1035,7 +1024,7 @@ static int verify_signature(struct verify *x, size_t i) {
 
         ctx = ak_cache_verify_ctx(x->ak_key, s->sigAlg, s->signature.any.hashAlg);
         if (!ctx) {
-                TRY(verify_ctx_new(x, s, &ctx));
+                GUARD(verify_ctx_new(x, s, &ctx));
                 ak_cache_put_verify_ctx(x->ak_key, s->sigAlg, s->signature.any.hashAlg, ctx);
         }
         ok = EVP_DigestVerify(ctx, sig, sig_size, q->attest, q->attest_size);
@@ -1055,7 +1044,7 @@ static int check_quote(struct verify *x, size_t i) {
         char tag[32];
         int r;
 
-        TRY(check_header(x, i));
+        GUARD(check_header(x, i));
         r = tpm2_attest_parse(q->attest, q->attest_size, &x->attest[i], x->e);
         if (r < 0)
                 return failed(x, TPM2_CHECK_FORMAT, r);
@@ -1068,10 +1057,10 @@ static int check_quote(struct verify *x, size_t i) {
                 return failed(x, TPM2_CHECK_NONCE,
                               cnos_err_set(x->e, -EPERM, "tpm: quote extraData does not match the expected nonce%s",
                                            quote_tag(x, i, tag)));
-        TRY(selection_masks(x, i, masks));
-        TRY(check_scheme(x, i));
-        TRY(check_supplied_digest(x, i, masks));
-        TRY(verify_signature(x, i));
+        GUARD(selection_masks(x, i, masks));
+        GUARD(check_scheme(x, i));
+        GUARD(check_supplied_digest(x, i, masks));
+        GUARD(verify_signature(x, i));
 
         *info = (struct tpm2_quote_info) {
                 .clock = a->clockInfo,
@@ -1242,10 +1231,10 @@ static int verify_all(struct verify *x) {
                 return failed(x, TPM2_CHECK_NONCE,
                               cnos_err_set(x->e, -EINVAL, "tpm: the expected nonce is invalid (%zu bytes)", x->p->nonce_size));
 
-        TRY(check_ak(x));
-        TRY(check_ak_cert(x));
+        GUARD(check_ak(x));
+        GUARD(check_ak_cert(x));
         for (size_t i = 0; i < ev->n_quotes; i++)
-                TRY(check_quote(x, i));
+                GUARD(check_quote(x, i));
 
         /* Every quote is genuine and fresh. What is known about the quoted PCRs: */
         for (int b = 0; b < _CNOS_HASH_MAX; b++)
@@ -1259,8 +1248,8 @@ static int verify_all(struct verify *x) {
                                 x->v->origin[b][pcr] = TPM2_PCR_DIGEST_ONLY;
                 }
 
-        TRY(check_eventlog(x));
-        TRY(check_policy(x));
+        GUARD(check_eventlog(x));
+        GUARD(check_policy(x));
 
         x->v->n_quotes = ev->n_quotes;
         x->v->nonce_size = x->attest[0].extraData.size;

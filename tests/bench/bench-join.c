@@ -21,13 +21,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "ossl.h"
 #include "atls/atls.h"
 #include "attestation/issuer.h"
 #include "../../bootstrapper/csr.h"
 #include "protocol/protocol.h"
 #include "secure.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free);
 
 static uint64_t now_us(void) {
         struct timespec ts;

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "ossl.h"
 #include "atls/atls.h"
 #include "attestation/issuer.h"
 #include "attestation/x509util.h"
@@ -43,7 +44,6 @@
 #include "protocol/protocol.h"
 #include "secure.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free);
 
 #define DEFAULT_DISK "00000000-0000-4000-8000-000000000000"
 #define IO_MS 20000
@@ -133,7 +133,7 @@ static int send_env(struct atls_conn *c, Cnos__Join__Envelope__MsgCase mc, void 
         return proto_send(c, &m, e);
 }
 
-#define GUARD(expr, what)                                                                        \
+#define STEP(expr, what)                                                                        \
         do {                                                                                     \
                 r = (expr);                                                                      \
                 if (r < 0) {                                                                     \
@@ -160,7 +160,7 @@ static int join_conn(struct atls_conn *c, struct issuer *iss, const char *node, 
         hello.protocol_version = CNOS_PROTOCOL_VERSION;
         hello.tee = CNOS__JOIN__TEE__TEE_TPM2;
         hello.node_name = (char *) node;
-        GUARD(send_env(c, CNOS__JOIN__ENVELOPE__MSG_HELLO, &hello, &e), "send hello");
+        STEP(send_env(c, CNOS__JOIN__ENVELOPE__MSG_HELLO, &hello, &e), "send hello");
 
         if (replay) {
                 replayed = cnos__join__evidence__unpack(NULL, replay_size, replay);
@@ -170,33 +170,33 @@ static int join_conn(struct atls_conn *c, struct issuer *iss, const char *node, 
                 }
                 r = send_env(c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, replayed, &e);
                 cnos__join__evidence__free_unpacked(replayed, NULL);
-                GUARD(r, "send replayed evidence");
+                STEP(r, "send replayed evidence");
         } else {
-                GUARD(atls_binding(c, ATLS_CLIENT, binding, &e), "binding");
-                GUARD(issuer_collect(iss, binding, &ev, &e), "collect");
+                STEP(atls_binding(c, ATLS_CLIENT, binding, &e), "binding");
+                STEP(issuer_collect(iss, binding, &ev, &e), "collect");
                 free(res->evidence);
                 res->evidence_size = cnos__join__evidence__get_packed_size(ev);
                 res->evidence = malloc(res->evidence_size);
                 if (!res->evidence)
                         return -ENOMEM;
                 cnos__join__evidence__pack(ev, res->evidence);
-                GUARD(send_env(c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, ev, &e), "send evidence");
+                STEP(send_env(c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, ev, &e), "send evidence");
         }
 
-        GUARD(proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE, &m, &e), "challenge");
-        GUARD(issuer_activate(iss, m->challenge, &secret, &secret_size, &e), "activate");
+        STEP(proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE, &m, &e), "challenge");
+        STEP(issuer_activate(iss, m->challenge, &secret, &secret_size, &e), "activate");
         proto_free(TAKE_PTR(m));
         resp.secret = (ProtobufCBinaryData) { secret_size, secret };
-        GUARD(send_env(c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE, &resp, &e), "send response");
+        STEP(send_env(c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE, &resp, &e), "send response");
 
         free(res->csr);
         res->csr = NULL;
-        GUARD(make_csr(node, &res->csr, &res->csr_size), "csr");
+        STEP(make_csr(node, &res->csr, &res->csr_size), "csr");
         req.disk_uuid = (char *) disk;
         req.role = CNOS__JOIN__ROLE__ROLE_WORKER;
         req.kubelet_csr = (ProtobufCBinaryData) { res->csr_size, res->csr };
-        GUARD(send_env(c, CNOS__JOIN__ENVELOPE__MSG_REQUEST, &req, &e), "send request");
-        GUARD(proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_TICKET, &m, &e), "ticket");
+        STEP(send_env(c, CNOS__JOIN__ENVELOPE__MSG_REQUEST, &req, &e), "send request");
+        STEP(proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_TICKET, &m, &e), "ticket");
         res->ticket = TAKE_PTR(m);
         return 0;
 }
@@ -207,7 +207,7 @@ static int join_once(SSL_CTX *ctx, const char *endpoint, struct issuer *iss, con
         struct cnos_err e = {};
         int r;
 
-        GUARD(atls_dial(ctx, endpoint, IO_MS, &c, &e), "dial");
+        STEP(atls_dial(ctx, endpoint, IO_MS, &c, &e), "dial");
         return join_conn(c, iss, node, disk, replay, replay_size, res);
 }
 

@@ -25,6 +25,7 @@
 #include <openssl/rsa.h>
 #include <tss2/tss2_mu.h>
 
+#include "ossl.h"
 #include "attestation/tpm2-verify.h"
 #include "attestation/x509util.h"
 #include "eventlog.h"
@@ -33,7 +34,6 @@
 
 #define GCE TESTDATA "/tpm-quotes/gce-cos85/"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 
 /* TPMS_ATTEST of a GCE quote (one bank, sizeofSelect 3), Part 2 10.12.12 and 10.12.1:
  * magic 4 | type 2 | qualifiedSigner 2+34 | extraData 2+N | clock 8, resetCount 4, restartCount 4,
