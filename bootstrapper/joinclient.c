@@ -2,6 +2,7 @@
 #include <openssl/ssl.h>
 #include <time.h>
 
+#include "attestation/tpm2.h"
 #include "csr.h"
 #include "hex.h"
 #include "joinclient.h"
@@ -72,7 +73,56 @@ static int local_failure(int r, enum join_verdict *verdict) {
         return r;
 }
 
-/* Mutual attestation: the service's evidence, bound to its side of this session. */
+/* Mutual attestation, TPM: a credential to the EK of the service's verified EK certificate for the
+ * Name of the AK that signed its quote. Only the certified TPM holding that AK can release the
+ * secret; until it has, the node sends nothing of its own. */
+static int challenge_server(struct join_run *run, struct atls_conn *conn, struct validator *v, unsigned n,
+                            enum join_verdict *verdict, struct cnos_err *e) {
+        Cnos__Join__Envelope out = CNOS__JOIN__ENVELOPE__INIT;
+        Cnos__Join__CredentialChallenge ch = CNOS__JOIN__CREDENTIAL_CHALLENGE__INIT;
+        _cleanup_proto_ CnosMsg *m = NULL;
+        struct tpm2_credential cred;
+        const uint8_t *name;
+        size_t name_size = 0;
+        char hex[2 * TPM2_NAME_MAX + 1];
+        int r;
+
+        r = validator_challenge(v, &cred, e);
+        if (r == -ENOMEM)
+                return local_failure(r, verdict);
+        if (r < 0) {
+                proto_send_refusal(conn, "the node refused the join service's evidence");
+                *verdict = JOIN_VERDICT_REFUSED;
+                return cnos_err_prefix(e, -EKEYREJECTED, "the join service's credential challenge: ");
+        }
+        ch.id_object = (ProtobufCBinaryData) { cred.id_object_size, cred.id_object };
+        ch.encrypted_secret = (ProtobufCBinaryData) { cred.encrypted_secret_size, cred.encrypted_secret };
+        out.msg_case = CNOS__JOIN__ENVELOPE__MSG_CHALLENGE;
+        out.challenge = &ch;
+        r = send_msg(run, conn, &out, e);
+        if (r < 0) {
+                *verdict = join_classify(r);
+                return r;
+        }
+        r = recv_msg(run, conn, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE, &m, e);
+        if (r < 0) {
+                *verdict = join_classify(r);
+                return r;
+        }
+        r = validator_check_response(v, m->challenge_response->secret.data, m->challenge_response->secret.len, e);
+        if (r < 0) {
+                proto_send_refusal(conn, "the join service's TPM did not activate the node's credential");
+                *verdict = JOIN_VERDICT_REFUSED;
+                return cnos_err_prefix(e, -EKEYREJECTED, "the join service's credential activation: ");
+        }
+        name = validator_tpm_ak_name(v, &name_size);
+        log_info("attempt %u: join service's TPM AK %s activated the node's credential", n,
+                 name && name_size <= TPM2_NAME_MAX ? hex_encode(name, name_size, hex) : "(unknown)");
+        return 0;
+}
+
+/* Mutual attestation: the service's evidence, bound to its side of this session, and (TPM) the
+ * credential round that proves its AK lives in the certified TPM. */
 static int verify_server(struct join_run *run, struct atls_conn *conn, unsigned n, enum join_verdict *verdict,
                          struct cnos_err *e) {
         _cleanup_validator_ struct validator *v = NULL;
@@ -107,6 +157,20 @@ static int verify_server(struct join_run *run, struct atls_conn *conn, unsigned 
         for (size_t k = 0; k < validator_n_warnings(v); k++)
                 log_warning("attempt %u: join service evidence: %s", n, validator_warning(v, k));
         log_info("attempt %u: join service's %s evidence verified", n, validator_tee_name(m->evidence->tee));
+
+        if (validator_needs_challenge(v)) {
+                r = challenge_server(run, conn, v, n, verdict, e);
+                if (r < 0)
+                        return r;
+        }
+        /* Never evidence to a service that was not proven in full (DESIGN.md: an AK is not taken on
+         * its word). */
+        if (!validator_accepted(v)) {
+                proto_send_refusal(conn, "the node refused the join service's evidence");
+                *verdict = JOIN_VERDICT_REFUSED;
+                return cnos_err_set(e, -EKEYREJECTED, "the join service's %s evidence was not accepted",
+                                    validator_tee_name(m->evidence->tee));
+        }
         return 0;
 }
 

@@ -3,7 +3,8 @@
 
 /* The node side of the join protocol (lib/protocol/join.proto) over attested TLS (lib/atls):
  *
- *     Hello -> [server Evidence, verified when mutual attestation is required]
+ *     Hello -> [server Evidence, verified when mutual attestation is required
+ *               -> (TPM) CredentialChallenge to the service's EK for its AK -> its CredentialResponse]
  *           -> Evidence bound to this TLS session -> (TPM) CredentialChallenge -> CredentialResponse
  *           -> JoinRequest (disk UUID, role, kubelet CSR) -> Ticket, validated before it is returned
  *
@@ -34,7 +35,8 @@ struct join_config {
         struct issuer_config issuer;
         const char *ca_path; /* optional: the service's TLS certificate must chain to this PEM bundle */
         /* Mutual attestation: when set, the service must present evidence first, and the node goes
-         * on only if it verifies against this policy (borrowed). */
+         * on only if it verifies against this policy (borrowed) and, for TPM evidence, the service's
+         * TPM activates the node's credential for its AK (validator_accepted()). */
         const struct validator_policy *server_policy;
         struct backoff backoff;
         unsigned attempts;   /* 0: until joined or refused */

@@ -3,7 +3,8 @@
 
 /* What a node in mutual-attestation mode expects of the join service: a signed measurement manifest
  * (the signature is checked before the manifest is parsed) and the CA bundle its TPM's EK
- * certificate must chain to. The validator needs both for TPM evidence; SEV-SNP and TDX services
+ * certificate must chain to (and whose EK the node's credential for the service's AK is made to).
+ * The validator needs both for TPM evidence; SEV-SNP and TDX services
  * are not configurable here yet and are refused with the validator's "policy" check. */
 
 #include "attestation/validator.h"

@@ -47,6 +47,16 @@ int attester_evidence(
         return r;
 }
 
+int attester_activate(struct joind_attester *a, const Cnos__Join__CredentialChallenge *challenge, uint8_t **ret_secret,
+                      size_t *ret_size, struct cnos_err *e) {
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        r = issuer_activate(a->issuer, challenge, ret_secret, ret_size, e);
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
 void attester_evidence_free(Cnos__Join__Evidence *ev) {
         issuer_evidence_free(ev);
 }

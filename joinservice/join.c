@@ -128,8 +128,9 @@ static int hello(struct join *j, CnosMsg **ret) {
         return 0;
 }
 
-/* Mutual attestation: this service's evidence, bound to the session as the server. */
-static int server_evidence(struct join *j) {
+/* Mutual attestation: this service's evidence, bound to the session as the server. *ret_tee: the
+ * TEE of the evidence sent, which decides whether the client's credential challenge follows. */
+static int server_evidence(struct join *j, Cnos__Join__Tee *ret_tee) {
         Cnos__Join__Envelope env = CNOS__JOIN__ENVELOPE__INIT;
         Cnos__Join__Evidence *ev = NULL;
         uint8_t binding[ATLS_BINDING_SIZE];
@@ -147,9 +148,36 @@ static int server_evidence(struct join *j) {
                 return fail_internal(j, r, "collecting this service's evidence", &e);
         env.msg_case = CNOS__JOIN__ENVELOPE__MSG_EVIDENCE;
         env.evidence = ev;
+        *ret_tee = ev->tee;
         r = send_msg(j, &env);
         attester_evidence_free(ev);
         return r;
+}
+
+/* Mutual attestation, TPM: the client made a credential to this service's certified EK for the AK
+ * that signed its evidence; only this TPM can release the secret. Any other message here is refused
+ * by recv_msg(), and a challenge anywhere else is refused the same way. */
+static int server_activate(struct join *j) {
+        Cnos__Join__Envelope env = CNOS__JOIN__ENVELOPE__INIT;
+        Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
+        _cleanup_proto_ CnosMsg *m = NULL;
+        _cleanup_secure_ uint8_t *secret = NULL;
+        struct cnos_err e = {};
+        size_t size = 0;
+        int r;
+
+        r = recv_msg(j, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE, &m);
+        if (r < 0)
+                return r;
+        r = attester_activate(j->d->attester, m->challenge, &secret, &size, &e);
+        if (r == -EKEYREJECTED || r == -EBADMSG)
+                return fail(j, r, "this service's TPM cannot activate the client's credential: %s", cnos_err_msg(&e));
+        if (r < 0)
+                return fail_internal(j, r, "activating the client's credential", &e);
+        resp.secret = (ProtobufCBinaryData) { size, secret };
+        env.msg_case = CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE;
+        env.challenge_response = &resp;
+        return send_msg(j, &env);
 }
 
 static int client_evidence(struct join *j, Cnos__Join__Tee tee, struct validator **ret) {
@@ -288,9 +316,16 @@ static int run(struct join *j) {
         if (r < 0)
                 return r;
         if (h->hello->want_server_evidence) {
-                r = server_evidence(j);
+                Cnos__Join__Tee tee = CNOS__JOIN__TEE__TEE_UNSPECIFIED;
+
+                r = server_evidence(j, &tee);
                 if (r < 0)
                         return r;
+                if (tee == CNOS__JOIN__TEE__TEE_TPM2) {
+                        r = server_activate(j);
+                        if (r < 0)
+                                return r;
+                }
         }
         r = client_evidence(j, h->hello->tee, &v);
         if (r < 0)

@@ -6,6 +6,9 @@
  *   <- Hello                    protocol version, TEE (must be one this service accepts), node name
  *   -> Evidence                 only if the Hello asked for it: this service's own (attest.h); a
  *                               refusal if it has none
+ *   <- CredentialChallenge      after this service's TPM evidence: the client's credential for our AK
+ *   -> CredentialResponse       released by our TPM (attester_activate()); a challenge anywhere else
+ *                               is refused as an unexpected message
  *   <- Evidence                 bound to this session (client role); validated (validator.h)
  *   -> CredentialChallenge      TPM 2.0: MakeCredential to the certified EK for the AK's Name
  *   <- CredentialResponse       compared in constant time

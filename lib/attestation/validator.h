@@ -35,8 +35,9 @@
  * "tpm2 pcr15: PCR 15 is not zero: the node is already bound to a cluster";
  * validator_failed_check() returns that name. Nothing here prints.
  *
- * Not proven without the credential round (e.g. a server's evidence in mutual mode, where the
- * protocol has no challenge from the client): that the AK lives in the TPM of the certified EK. */
+ * Not proven without the credential round: that the AK lives in the TPM of the certified EK. So
+ * validator_accepted() stays false for TPM evidence until the round passed; both sides of the join
+ * protocol run it (the node against the service's AK in mutual mode, lib/atls/README.md). */
 
 #include <openssl/x509.h>
 #include <stdbool.h>

@@ -3,7 +3,8 @@
 # (lib/attestation/issuer.c) against real software TPMs: tests/integration/itest-bootstrapper-joinclient runs a
 # small join server in a thread (the real validator, a test cluster CA) and joins it - first join and
 # rejoin with the same disk key, refusals that end the retry loop, resets that do not, a ticket from
-# the wrong CA, a credential for another AK, a pinned TLS certificate, mutual attestation.
+# the wrong CA, a credential for another AK, a pinned TLS certificate, mutual attestation (the node
+# challenges the service's AK before it sends evidence; a wrong answer ends the join, no evidence sent).
 #
 #   CA        one test CA for the EK certificates of both TPMs
 #   tpm-node  the node's swtpm
@@ -38,13 +39,18 @@ CNOS_TEST_TCTI=$tcti_node CNOS_TEST_SERVER_TCTI=$tcti_joind CNOS_TEST_EK_CA=$T/e
         "${wrapper[@]}" "$TEST" >"$T/out" 2>&1 || { cat "$T/out"; fail "itest-bootstrapper-joinclient"; }
 cat "$T/out"
 grep -q "SKIPPED" "$T/out" && fail "tests were skipped although swtpm is there"
-grep -q "PASSED  \] 9 test(s)" "$T/out" || fail "not all 9 tests passed"
+grep -q "PASSED  ] 10 test(s)" "$T/out" || fail "not all 10 tests passed"
 
 # What the node logged: each attempt, why it failed, and that a refusal was not retried.
 grep -qE "attempt 1: .*closed the connection.*; retrying in 0\.0[0-9]{2} s" "$T/out" || fail "no retry line for a reset"
 grep -qE "attempt [0-9]+: join refused, not retrying: refused by 127\.0\.0\.1:[0-9]+: this cluster is closed" "$T/out" ||
         fail "no refusal line"
 echo "ok: the node logs retries and refusals"
+grep -qE "attempt 1: join service's TPM AK 000b[0-9a-f]{64} activated the node's credential" "$T/out" ||
+        fail "mutual attestation: no credential round with the service's AK in the node's log"
+grep -qE "join refused, not retrying: the join service's credential activation: tpm2 challenge-response: " "$T/out" ||
+        fail "mutual attestation: a wrong credential answer did not end the join"
+echo "ok: the node activated a credential with the service's AK, and refused a wrong answer"
 
 assert_tpm_clean "$tcti_node" "node TPM"
 assert_tpm_clean "$tcti_joind" "join server TPM"

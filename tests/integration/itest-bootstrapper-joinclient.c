@@ -68,6 +68,7 @@ enum behaviour {
         SERVE_TICKET_FROM_OTHER_CA, /* the kubelet certificate is not from the ticket's cluster CA */
         SERVE_WRONG_CREDENTIAL,     /* a credential for another AK name */
         SERVE_REFUSE_AFTER_EVIDENCE,
+        SERVE_WRONG_ACTIVATION,     /* mutual: answers the node's credential with a wrong secret */
 };
 
 struct server {
@@ -85,6 +86,8 @@ struct server {
         /* what happened, read after the thread ended */
         atomic_uint connections;
         unsigned tickets;
+        unsigned activations;    /* mutual: the node's credentials this server's TPM activated */
+        unsigned node_evidence;  /* the node's Evidence messages received */
         bool want_server_evidence;
         char client_refusal[CNOS_ERR_MAX]; /* the node's Refusal, if any */
         char error[CNOS_ERR_MAX];          /* the server's first own failure */
@@ -163,6 +166,36 @@ static int recv_env(struct server *s, struct atls_conn *c, Cnos__Join__Envelope_
         return r;
 }
 
+/* Mutual attestation: the node's credential for this server's AK, activated by its TPM (or, as the
+ * script says, answered wrongly). False if the conversation is over. */
+static bool server_activate(struct server *s, struct atls_conn *c, enum behaviour b) {
+        _cleanup_proto_ CnosMsg *m = NULL;
+        _cleanup_secure_ uint8_t *secret = NULL;
+        Cnos__Join__Envelope out = CNOS__JOIN__ENVELOPE__INIT;
+        Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
+        struct cnos_err e = {};
+        size_t size = 0;
+
+        if (recv_env(s, c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE, &m) < 0)
+                return false;
+        if (issuer_activate(s->issuer, m->challenge, &secret, &size, &e) < 0) {
+                server_error(s, &e, "activating the node's credential");
+                proto_send_refusal(c, "credential activation failed");
+                return false;
+        }
+        s->activations++;
+        if (b == SERVE_WRONG_ACTIVATION)
+                secret[size - 1] ^= 0x01; /* what a TPM without this AK and EK could at best guess */
+        resp.secret = (ProtobufCBinaryData) { size, secret };
+        out.msg_case = CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE;
+        out.challenge_response = &resp;
+        if (send_env(c, &out, &e) < 0) {
+                server_error(s, &e, "sending the credential response");
+                return false;
+        }
+        return true;
+}
+
 static void serve_one(struct server *s, struct atls_conn *c, enum behaviour b) {
         _cleanup_validator_ struct validator *v = NULL;
         _cleanup_proto_ CnosMsg *hello = NULL, *ev = NULL, *resp = NULL, *req = NULL;
@@ -209,10 +242,13 @@ static void serve_one(struct server *s, struct atls_conn *c, enum behaviour b) {
                         server_error(s, &e, "sending server evidence");
                         return;
                 }
+                if (!server_activate(s, c, b))
+                        return;
         }
 
         if (recv_env(s, c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, &ev) < 0)
                 return;
+        s->node_evidence++;
         if (b == SERVE_REFUSE_AFTER_EVIDENCE) {
                 proto_send_refusal(c, "measurements do not match");
                 return;
@@ -623,6 +659,9 @@ static void test_mutual(void **state) {
         c.server_policy = &policy;
         assert_int_equal(joinclient_run(&c, &t), 0);
         assert_true(s.want_server_evidence);
+        /* the node challenged the service's AK before it sent its own evidence */
+        assert_int_equal(s.activations, 1);
+        assert_int_equal(s.node_evidence, 1);
         join_ticket_free(t);
         t = NULL;
 
@@ -636,7 +675,48 @@ static void test_mutual(void **state) {
         server_stop(&s);
         assert_int_equal(atomic_load(&s.connections), 2);
         assert_int_equal(s.tickets, 1);
+        assert_int_equal(s.activations, 1); /* refused before the challenge */
+        assert_int_equal(s.node_evidence, 1);
         assert_non_null(strstr(s.client_refusal, "refused the join service's evidence"));
+        assert_tpm_clean(tcti);
+        assert_tpm_clean(server_tcti);
+}
+
+/* A service whose evidence verifies but which does not answer the node's credential with the secret:
+ * its AK is not proven to be in the certified TPM. The node refuses it, once, before sending any
+ * evidence. */
+static void test_mutual_activation_refused(void **state) {
+        static const enum behaviour script[] = { SERVE_WRONG_ACTIVATION };
+        const struct issuer_config server_issuer = { .tee = CNOS__JOIN__TEE__TEE_TPM2, .tcti = server_tcti, .eventlog_path = "" };
+        struct manifest expect = { .alg = CNOS_HASH_SHA256 };
+        struct validator_policy policy;
+        struct join_ticket *t = NULL;
+        struct server s = {};
+        struct join_config c;
+        struct cnos_err e = {};
+
+        REQUIRE_TPM();
+        assert_non_null(server_tcti);
+        for (unsigned i = 0; i < TPM2_QUOTE_PCRS; i++) {
+                expect.pcrs[i].present = true;
+                memcpy(expect.pcrs[i].expected, server_pcrs[i], TPM2_SHA256_SIZE);
+        }
+        policy = (struct validator_policy) { .manifest = &expect, .ek_ca_bundle = ek_ca };
+
+        server_start(&s, script, 1);
+        if (issuer_new(&server_issuer, &s.issuer, &e) < 0)
+                fail_msg("server issuer: %s", e.msg);
+        c = node_config(&s);
+        c.server_policy = &policy;
+        assert_int_equal(joinclient_run(&c, &t), -EKEYREJECTED);
+        assert_null(t);
+        server_stop(&s);
+        assert_string_equal(s.error, "");
+        assert_int_equal(atomic_load(&s.connections), 1);
+        assert_int_equal(s.activations, 1);
+        assert_int_equal(s.node_evidence, 0);
+        assert_int_equal(s.tickets, 0);
+        assert_non_null(strstr(s.client_refusal, "did not activate the node's credential"));
         assert_tpm_clean(tcti);
         assert_tpm_clean(server_tcti);
 }
@@ -872,6 +952,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_node_refuses),
                 cmocka_unit_test(test_pinned_certificate),
                 cmocka_unit_test(test_mutual),
+                cmocka_unit_test(test_mutual_activation_refused),
                 cmocka_unit_test(test_issuer), /* last: it extends the node's PCR 15 */
         };
 

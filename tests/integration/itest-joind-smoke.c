@@ -12,8 +12,14 @@
  *   CNOS_JOIND_EXPECT     "ticket", or "refusal:<text the reason must contain>"
  *   CNOS_JOIND_OUT        directory for the ticket's parts: disk-key.hex, cluster-id.hex, node.der,
  *                         ca.der, endpoint, components (test files only)
- *   CNOS_JOIND_MUTUAL     "1": ask for the service's evidence and validate it against
- *   CNOS_JOIND_EK_CA      the EK CA bundle (PEM), with a manifest of PCRs 0-7 all zero (a fresh swtpm)
+ *   CNOS_JOIND_MUTUAL     "1": ask for the service's evidence, validate it against CNOS_JOIND_EK_CA
+ *                         with a manifest of PCRs 0-7 all zero (a fresh swtpm), then challenge the
+ *                         service's AK with a credential to its certified EK and check the answer;
+ *                         "foreign-ak": the challenge is for another AK's name, which the service's
+ *                         TPM must refuse to activate
+ *   CNOS_JOIND_EK_CA      the EK CA bundle (PEM)
+ *   CNOS_JOIND_CHALLENGE  "1": send a CredentialChallenge right after the Hello (no server evidence
+ *                         asked for): a challenge the service does not expect
  *   CNOS_JOIND_BIND       "1": after a ticket, extend PCR 15 with the cluster ID, as the bootstrapper does */
 
 #include <stdarg.h>
@@ -26,6 +32,8 @@
 
 #include "atls/atls.h"
 #include "attestation/issuer.h"
+#include "attestation/tpm2-makecred.h"
+#include "attestation/tpm2.h"
 #include "attestation/validator.h"
 #include "attestation/x509util.h"
 #include "hex.h"
@@ -81,24 +89,65 @@ static uint8_t *make_csr(const char *node, EVP_PKEY *key, size_t *ret_size) {
         return out;
 }
 
-/* Mutual attestation: the service's evidence, bound to this session for the server role. */
-static void check_server_evidence(struct atls_conn *c, const Cnos__Join__Evidence *ev) {
+/* Mutual attestation: the service's evidence, bound to this session for the server role, then the
+ * credential round for its AK. Returns 0, or the service's refusal (-EPERM, e set). */
+static int check_server(struct atls_conn *c, const Cnos__Join__Evidence *ev, bool foreign_ak, struct cnos_err *e) {
         _cleanup_validator_ struct validator *v = NULL;
         _cleanup_x509_stack_ STACK_OF(X509) *bundle = NULL;
-        struct manifest m = { .alg = CNOS_HASH_SHA256 };
+        _cleanup_proto_ CnosMsg *m = NULL;
+        struct manifest man = { .alg = CNOS_HASH_SHA256 };
+        Cnos__Join__Envelope env_msg = CNOS__JOIN__ENVELOPE__INIT;
+        Cnos__Join__CredentialChallenge ch = CNOS__JOIN__CREDENTIAL_CHALLENGE__INIT;
         uint8_t binding[ATLS_BINDING_SIZE];
-        struct cnos_err e = {};
+        struct tpm2_credential cred;
+        int r;
 
         for (int i = 0; i < 8; i++)
-                m.pcrs[i].present = true; /* expected all zero */
-        if (x509_bundle_from_pem_file(env("CNOS_JOIND_EK_CA", "/nonexistent"), &bundle, &e) < 0)
-                fail_msg("EK CA: %s", e.msg);
-        struct validator_policy p = { .manifest = &m, .ek_ca_bundle = bundle };
-        assert_int_equal(atls_binding(c, ATLS_SERVER, binding, &e), 0);
-        assert_int_equal(validator_new(ev->tee, &p, &v, &e), 0);
-        if (validator_verify(v, ev, binding, &e) < 0)
-                fail_msg("the join service's evidence: %s", e.msg);
+                man.pcrs[i].present = true; /* expected all zero */
+        if (x509_bundle_from_pem_file(env("CNOS_JOIND_EK_CA", "/nonexistent"), &bundle, e) < 0)
+                fail_msg("EK CA: %s", e->msg);
+        struct validator_policy p = { .manifest = &man, .ek_ca_bundle = bundle };
+        assert_int_equal(atls_binding(c, ATLS_SERVER, binding, e), 0);
+        assert_int_equal(validator_new(ev->tee, &p, &v, e), 0);
+        if (validator_verify(v, ev, binding, e) < 0)
+                fail_msg("the join service's evidence: %s", e->msg);
         print_message("ok: the join service's TPM evidence verified for this session (%s)\n", validator_tee_name(ev->tee));
+        assert_false(validator_accepted(v)); /* not before the credential round */
+        assert_true(validator_needs_challenge(v));
+
+        assert_int_equal(validator_challenge(v, &cred, e), 0);
+        if (foreign_ak) {
+                /* the same kind of credential, to the same certified EK, for another AK's name */
+                const uint8_t *n;
+                uint8_t name[TPM2_NAME_MAX], secret[32] = { 7 };
+                size_t name_size = 0;
+                TPMT_PUBLIC ek_pub;
+                X509 *ek_cert = NULL;
+
+                n = validator_tpm_ak_name(v, &name_size);
+                assert_non_null(n);
+                memcpy(name, n, name_size);
+                name[name_size - 1] ^= 0x01;
+                assert_int_equal(x509_from_der(ev->tpm->ek_certificate.data, ev->tpm->ek_certificate.len, &ek_cert, NULL), 0);
+                assert_int_equal(tpm2_ek_public_from_cert(ek_cert, &ek_pub, NULL), 0);
+                X509_free(ek_cert);
+                assert_int_equal(tpm2_make_credential(&ek_pub, name, name_size, secret, sizeof(secret), &cred, NULL), 0);
+        }
+        ch.id_object = (ProtobufCBinaryData) { cred.id_object_size, cred.id_object };
+        ch.encrypted_secret = (ProtobufCBinaryData) { cred.encrypted_secret_size, cred.encrypted_secret };
+        env_msg.msg_case = CNOS__JOIN__ENVELOPE__MSG_CHALLENGE;
+        env_msg.challenge = &ch;
+        assert_int_equal(proto_send(c, &env_msg, e), 0);
+        r = proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE_RESPONSE, &m, e);
+        if (r < 0)
+                return r;
+        if (foreign_ak)
+                fail_msg("the join service answered a credential for another AK");
+        if (validator_check_response(v, m->challenge_response->secret.data, m->challenge_response->secret.len, e) < 0)
+                fail_msg("the join service's credential activation: %s", e->msg);
+        assert_true(validator_accepted(v));
+        print_message("ok: the join service's TPM AK activated the credential: accepted\n");
+        return 0;
 }
 
 static void test_join(void **state) {
@@ -135,7 +184,7 @@ static void test_join(void **state) {
         hello.protocol_version = CNOS_PROTOCOL_VERSION;
         hello.tee = CNOS__JOIN__TEE__TEE_TPM2;
         hello.node_name = (char *) node;
-        hello.want_server_evidence = strcmp(env("CNOS_JOIND_MUTUAL", "0"), "1") == 0;
+        hello.want_server_evidence = strcmp(env("CNOS_JOIND_MUTUAL", "0"), "0") != 0;
         env_msg.msg_case = CNOS__JOIN__ENVELOPE__MSG_HELLO;
         env_msg.hello = &hello;
         assert_int_equal(proto_send(c, &env_msg, &e), 0);
@@ -144,8 +193,24 @@ static void test_join(void **state) {
                 r = proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, &m, &e);
                 if (r < 0)
                         goto refused;
-                check_server_evidence(c, m->evidence);
+                r = check_server(c, m->evidence, strcmp(env("CNOS_JOIND_MUTUAL", "0"), "foreign-ak") == 0, &e);
+                if (r < 0)
+                        goto refused;
                 proto_free(TAKE_PTR(m));
+        } else if (strcmp(env("CNOS_JOIND_CHALLENGE", "0"), "1") == 0) {
+                Cnos__Join__CredentialChallenge ch = CNOS__JOIN__CREDENTIAL_CHALLENGE__INIT;
+                uint8_t junk[4] = { 0, 2, 1, 2 };
+
+                ch.id_object = (ProtobufCBinaryData) { sizeof(junk), junk };
+                ch.encrypted_secret = (ProtobufCBinaryData) { sizeof(junk), junk };
+                env_msg = (Cnos__Join__Envelope) CNOS__JOIN__ENVELOPE__INIT;
+                env_msg.msg_case = CNOS__JOIN__ENVELOPE__MSG_CHALLENGE;
+                env_msg.challenge = &ch;
+                assert_int_equal(proto_send(c, &env_msg, &e), 0);
+                r = proto_recv(c, CNOS__JOIN__ENVELOPE__MSG_EVIDENCE, &m, &e);
+                if (r < 0)
+                        goto refused;
+                fail_msg("the join service answered an unexpected challenge");
         }
 
         assert_int_equal(atls_binding(c, ATLS_CLIENT, binding, &e), 0);

@@ -10,7 +10,10 @@
 #                         secret file's values; node certificate verified by `openssl verify` with
 #                         the CA, subject and clientAuth by `openssl x509`; endpoint and components
 #   rejoin                same disk UUID -> same disk key; another UUID -> another key
-#   mutual attestation    the service presents its own swtpm's evidence, the client validates it
+#   mutual attestation    the service presents its own swtpm's evidence, the client validates it and
+#                         challenges the service's AK (credential to its certified EK), which its TPM
+#                         activates; a credential for another AK name is refused by the service
+#   unexpected challenge  a challenge the service did not invite (no server evidence) is refused
 #   bound node            after PCR 15 is extended with the cluster ID, the next join is refused
 #   audit                 one line per decision, never the disk key
 #   SIGTERM               exits 0 ("stopped")
@@ -146,7 +149,13 @@ assert_ne "$(cat "$T/j1/disk-key.hex")" "$(cat "$T/j3/disk-key.hex")" "another d
 
 client "$T/m1" "$disk" ticket CNOS_JOIND_MUTUAL=1
 grep -q "join service's TPM evidence verified" "$T/m1/client.log" || fail "mutual attestation did not verify the service"
-echo "ok: mutual attestation: the client verified the service's evidence, then joined"
+grep -q "join service's TPM AK activated the credential: accepted" "$T/m1/client.log" ||
+        fail "mutual attestation: no credential round with the service's AK"
+echo "ok: mutual attestation: the client verified the service's evidence and activated its AK, then joined"
+client "$T/m2" "$disk" "refusal:this service's TPM cannot activate the client's credential" CNOS_JOIND_MUTUAL=foreign-ak
+echo "ok: mutual attestation: the service refuses a credential for another AK"
+client "$T/u1" "$disk" "refusal:got challenge" CNOS_JOIND_CHALLENGE=1
+echo "ok: the service refuses a challenge it did not invite"
 
 client "$T/b1" "$disk" ticket CNOS_JOIND_BIND=1
 client "$T/b2" "$disk" "refusal:PCR 15 is not zero"
@@ -157,6 +166,10 @@ accepted=$(grep -c "^audit node=smoke-node peer=127.0.0.1:[0-9]* tee=tpm2 disk=[
 assert_eq 5 "$accepted" "one audit line per accepted join (5 joins)"
 refused=$(grep -c '^audit .*verdict=refused reason="tpm2 pcr15: ' "$T/joind.log" || true)
 assert_eq 1 "$refused" "the refusal audited with its reason"
+refused=$(grep -c "^audit .*verdict=refused reason=\"this service's TPM cannot activate the client's credential: " "$T/joind.log" || true)
+assert_eq 1 "$refused" "the refused credential audited"
+refused=$(grep -c '^audit .*verdict=refused reason="bad evidence message: .*got challenge' "$T/joind.log" || true)
+assert_eq 1 "$refused" "the unexpected challenge audited"
 for f in "$T"/*/disk-key.hex "$T"/*/cluster-id.hex; do
         ! grep -q "$(cut -c1-16 "$f")" "$T/joind.log" || fail "a key appears in the daemon's log"
 done
