@@ -202,6 +202,41 @@ static int set_serial(X509 *x) {
         return 0;
 }
 
+/* Puts the request's SubjectPublicKeyInfo into the certificate as it is (algorithm, parameters and
+ * key bits copied). X509_set_pubkey() would re-encode the already checked EVP_PKEY through OpenSSL
+ * 3's encoder and decoder, the largest single cost of issuing a certificate. */
+static int copy_pubkey(X509 *x, X509_REQ *req, struct cnos_err *e) {
+        X509_PUBKEY *from = X509_REQ_get_X509_PUBKEY(req);
+        const unsigned char *bits;
+        const ASN1_OBJECT *alg, *param_obj;
+        const void *pval;
+        X509_ALGOR *algor;
+        ASN1_OBJECT *alg_copy = NULL, *param_copy = NULL;
+        unsigned char *bits_copy;
+        int bits_len, ptype;
+
+        if (!from || X509_PUBKEY_get0_param(NULL, &bits, &bits_len, &algor, from) != 1 || bits_len <= 0)
+                return ossl_fail(e, -EBADMSG, "csr: unreadable public key");
+        X509_ALGOR_get0(&alg, &ptype, &pval, algor);
+        if (ptype == V_ASN1_OBJECT) {
+                param_obj = pval;
+                param_copy = OBJ_dup(param_obj);
+                if (!param_copy)
+                        return ossl_fail(e, -ENOMEM, "out of memory");
+        } else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
+                return cnos_err_set(e, -EBADMSG, "csr: unsupported public-key parameters");
+        alg_copy = OBJ_dup(alg);
+        bits_copy = OPENSSL_memdup(bits, (size_t) bits_len);
+        if (!alg_copy || !bits_copy ||
+            X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), alg_copy, ptype, param_copy, bits_copy, bits_len) != 1) {
+                ASN1_OBJECT_free(alg_copy);
+                ASN1_OBJECT_free(param_copy);
+                OPENSSL_free(bits_copy);
+                return ossl_fail(e, -ENOMEM, "cannot set the certificate's public key");
+        }
+        return 0;
+}
+
 int ca_sign_csr(
                 const struct joind_ca *ca,
                 const uint8_t *csr_der,
@@ -273,9 +308,11 @@ int ca_sign_csr(
             X509_NAME_add_entry_by_NID(subject, NID_commonName, MBSTRING_UTF8, (const unsigned char *) cn, -1, -1, 0) != 1 ||
             X509_set_version(x, X509_VERSION_3) != 1 || set_serial(x) < 0 ||
             X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 || X509_set_subject_name(x, subject) != 1 ||
-            !ASN1_TIME_set(X509_getm_notBefore(x), now - CA_BACKDATE) || !ASN1_TIME_set(X509_getm_notAfter(x), not_after) ||
-            X509_set_pubkey(x, key) != 1)
+            !ASN1_TIME_set(X509_getm_notBefore(x), now - CA_BACKDATE) || !ASN1_TIME_set(X509_getm_notAfter(x), not_after))
                 return ossl_fail(e, -ENOMEM, "cannot build the certificate");
+        r = copy_pubkey(x, req, e);
+        if (r < 0)
+                return r;
 
         X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
         X509V3_set_ctx_nodb(&ctx);
