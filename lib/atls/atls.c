@@ -716,7 +716,10 @@ int atls_dial(SSL_CTX *ctx, const char *endpoint, int timeout_ms, struct atls_co
         /* Name resolution is bounded by the resolver's own timeouts (resolv.conf), not by ours. */
         r = getaddrinfo(host, port, &hints, &res);
         if (r != 0)
-                return cnos_err_set(e, r == EAI_NONAME ? -EHOSTUNREACH : -EIO, "atls: cannot resolve %s: %s", host,
+                /* A name that does not resolve yet, or a resolver not answering yet (early boot), is
+                 * worth retrying; anything else is not. */
+                return cnos_err_set(e, r == EAI_NONAME ? -EHOSTUNREACH : r == EAI_AGAIN ? -EAGAIN : -EIO,
+                                    "atls: cannot resolve %s: %s", host,
                                     r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
 
         for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
