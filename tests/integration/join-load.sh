@@ -24,6 +24,9 @@ CLIENT=$BUILD/tests/itest-join-attacks
 LOAD_JOINS=${LOAD_JOINS:-50}
 VALGRIND_JOINS=${VALGRIND_JOINS:-20}
 RSS_TOLERANCE_KIB=${RSS_TOLERANCE_KIB:-4096}
+# A SANITIZE=1 build of the daemon (ASan + UBSan + LeakSanitizer).
+ASAN=0
+[ "$(nm -D "$BIN/cnos-joind" 2>/dev/null | grep -c __asan_init)" -gt 0 ] && ASAN=1
 CLIENTS=4
 cd "$T"
 START=$(date +%s)
@@ -84,6 +87,7 @@ stop_joind() { # LOG
         JOIND_PID=
         assert_eq 0 "$rc" "cnos-joind exits 0 on SIGTERM"
         grep -q "cnos-joind: stopped" "$1" || fail "no 'stopped' line in $1"
+        ! grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$1" || { cat "$1" >&2; fail "sanitizer report in $1"; }
 }
 # round NAME JOINS: CLIENTS concurrent clients, JOINS joins each, UUIDs made of the round's base
 round() {
@@ -129,12 +133,20 @@ assert_eq $((total + CLIENTS * 2)) "$(grep -o 'disk=[0-9a-f-]*' "$T/joind.log" |
 assert_eq "$base_fds" "$(settle_fds "$base_fds")" "open fds back to the baseline"
 rss=$(rss_kib)
 echo "VmRSS after load: $rss KiB (baseline $base_rss KiB, +$((rss - base_rss)) KiB, tolerance $RSS_TOLERANCE_KIB KiB)"
-[ $((rss - base_rss)) -le "$RSS_TOLERANCE_KIB" ] || fail "RSS grew by $((rss - base_rss)) KiB over $total joins"
-echo "ok: RSS back to the baseline within tolerance"
+if [ "$ASAN" = 1 ]; then
+        # ASan keeps freed blocks in quarantine, so RSS says nothing about leaks in this build:
+        # LeakSanitizer, at the daemon's exit below, checks them exactly instead.
+        echo "ok: ASan build: RSS not compared (quarantine); LeakSanitizer checks at exit"
+else
+        [ $((rss - base_rss)) -le "$RSS_TOLERANCE_KIB" ] || fail "RSS grew by $((rss - base_rss)) KiB over $total joins"
+        echo "ok: RSS back to the baseline within tolerance"
+fi
 stop_joind "$T/joind.log"
 
 # ---- the same under valgrind -----------------------------------------------------------------
-if command -v valgrind >/dev/null; then
+if [ "$ASAN" = 1 ]; then
+        echo "ASan build: valgrind cannot run it; the sanitizers ran during the load instead"
+elif command -v valgrind >/dev/null; then
         per=$(((VALGRIND_JOINS + CLIENTS - 1) / CLIENTS))
         start_joind "$T/joind-vg.log" valgrind --leak-check=full --error-exitcode=1 --errors-for-leak-kinds=definite,indirect \
                 --show-leak-kinds=definite,indirect --log-file="$T/valgrind.log"
