@@ -14,6 +14,7 @@
 source "$(dirname "$0")/../lib.sh"
 source "$CNOS_TOP/tests/bench/lib.sh"
 . "$CNOS_TOP/tests/integration/lib/swtpm.sh"
+. "$CNOS_TOP/tests/integration/lib/joind.sh"
 need openssl awk base64
 JOINS=${JOINS:-40}
 ROUNDS=${ROUNDS:-2}
@@ -28,19 +29,7 @@ swtpm_ca_setup "$T/ekca" cnos-bench >/dev/null
 swtpm_instance "$T/tpm" --ca "$T/ekca"
 tcti=$(swtpm_start "$T/tpm")
 cat "$T/ekca/issuercert.pem" "$T/ekca/root.pem" >ek-ca.pem
-(umask 077 && printf 'master-secret = %s\nsalt = %s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" >master.secret)
-zero=$(printf '0%.0s' $(seq 64))
-pcrs=""
-for i in 0 1 2 3 4 5 6 7; do pcrs="$pcrs\"$i\":{\"expected\":\"$zero\",\"warn_only\":false},"; done
-printf '{"image":{"name":"cnos-bench","sha256":"%s","size":1,"version":"1"},"model":{"alg":"sha256","boot":"swtpm","stub_version":"none"},"pcrs":{%s},"schema":"cnos-measurements/1"}\n' \
-        "$zero" "${pcrs%,}" >measurements.json
-openssl ecparam -name prime256v1 -genkey -noout -out manifest.key 2>/dev/null
-openssl ec -in manifest.key -pubout -out manifest.pub 2>/dev/null
-openssl dgst -sha256 -sign manifest.key measurements.json | base64 -w0 >measurements.json.sig
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 30 \
-        -subj "/CN=cnos bench cluster CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-chmod 600 ca.key
+joind_material bench
 # The plain TLS server's identity: P-256, like the daemon's ephemeral self-signed certificate.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.pem -days 2 \
         -subj "/CN=127.0.0.1" 2>/dev/null

@@ -15,6 +15,7 @@
 # SIGTERM. LOAD_JOINS (default 50) is the per-client count. Prints the wall time (CI budget 3 min).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib/swtpm.sh"
+. "$(dirname "$0")/lib/joind.sh"
 need openssl base64
 
 JOIND=$BIN/cnos-joind
@@ -39,34 +40,8 @@ for i in $(seq 0 $((CLIENTS - 1))); do
 done
 cat "$T/ekca/issuercert.pem" "$T/ekca/root.pem" >ek-ca.pem
 
-(umask 077 && printf 'master-secret = %s\nsalt = %s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" >master.secret)
-zero=$(printf '0%.0s' $(seq 64))
-pcrs=""
-for i in 0 1 2 3 4 5 6 7; do pcrs="$pcrs\"$i\":{\"expected\":\"$zero\",\"warn_only\":false},"; done
-printf '{"image":{"name":"cnos-load","sha256":"%s","size":1,"version":"1"},"model":{"alg":"sha256","boot":"swtpm","stub_version":"none"},"pcrs":{%s},"schema":"cnos-measurements/1"}\n' \
-        "$zero" "${pcrs%,}" >measurements.json
-openssl ecparam -name prime256v1 -genkey -noout -out manifest.key 2>/dev/null
-openssl ec -in manifest.key -pubout -out manifest.pub 2>/dev/null
-openssl dgst -sha256 -sign manifest.key measurements.json | base64 -w0 >measurements.json.sig
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 30 \
-        -subj "/CN=cnos load cluster CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-chmod 600 ca.key
-cat >joind.conf <<EOF
-listen = 127.0.0.1:0
-manifest = $T/measurements.json
-manifest-signature = $T/measurements.json.sig
-manifest-key = $T/manifest.pub
-ek-ca = $T/ek-ca.pem
-ca-cert = $T/ca.pem
-ca-key = $T/ca.key
-secret-file = $T/master.secret
-api-endpoint = 10.0.0.1:6443
-workers = 8
-max-connections = 32
-timeout = 60s
-read-timeout = 30s
-EOF
+joind_material load
+joind_conf 8 32 60s 30s >joind.conf
 
 JOIND_PID=
 on_exit '[ -z "$JOIND_PID" ] || { kill "$JOIND_PID" 2>/dev/null; wait "$JOIND_PID" 2>/dev/null; }'

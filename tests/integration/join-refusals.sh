@@ -19,6 +19,7 @@
 #   stall           half a frame, then silence: dropped after --read-timeout while others join
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib/swtpm.sh"
+. "$(dirname "$0")/lib/joind.sh"
 need openssl base64 tpm2_pcrextend
 
 JOIND=$BIN/cnos-joind
@@ -41,34 +42,8 @@ tpm2_pcrextend -T "$tcti_pcr" 4:sha256=$(printf 'a%.0s' $(seq 64)) >/dev/null
 tpm2_pcrextend -T "$tcti_pcr15" 15:sha256=$(printf 'c%.0s' $(seq 64)) >/dev/null
 
 # ---- the operator's material -----------------------------------------------------------------
-(umask 077 && printf 'master-secret = %s\nsalt = %s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" >master.secret)
-zero=$(printf '0%.0s' $(seq 64))
-pcrs=""
-for i in 0 1 2 3 4 5 6 7; do pcrs="$pcrs\"$i\":{\"expected\":\"$zero\",\"warn_only\":false},"; done
-printf '{"image":{"name":"cnos-jt","sha256":"%s","size":1,"version":"1"},"model":{"alg":"sha256","boot":"swtpm","stub_version":"none"},"pcrs":{%s},"schema":"cnos-measurements/1"}\n' \
-        "$zero" "${pcrs%,}" >measurements.json
-openssl ecparam -name prime256v1 -genkey -noout -out manifest.key 2>/dev/null
-openssl ec -in manifest.key -pubout -out manifest.pub 2>/dev/null
-openssl dgst -sha256 -sign manifest.key measurements.json | base64 -w0 >measurements.json.sig
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 30 \
-        -subj "/CN=cnos jt cluster CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-chmod 600 ca.key
-cat >joind.conf <<EOF
-listen = 127.0.0.1:0
-manifest = $T/measurements.json
-manifest-signature = $T/measurements.json.sig
-manifest-key = $T/manifest.pub
-ek-ca = $T/ek-ca.pem
-ca-cert = $T/ca.pem
-ca-key = $T/ca.key
-secret-file = $T/master.secret
-api-endpoint = 10.0.0.1:6443
-workers = 4
-max-connections = 16
-timeout = 20s
-read-timeout = 2s
-EOF
+joind_material jt
+joind_conf 4 16 20s 2s >joind.conf
 
 # ---- manifest refusals: at start-up, before any node can connect -----------------------------
 openssl ecparam -name prime256v1 -genkey -noout -out other.key 2>/dev/null
