@@ -215,7 +215,9 @@ static int ctx_new(bool server, SSL_CTX **ret, struct cnos_err *e) {
         /* No resumption: every connection is a full handshake, and a server that sends no session
          * tickets writes nothing after the handshake that the client did not ask for. */
         (void) SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        /* Tickets carry disk keys: OpenSSL wipes its record buffers of decrypted application data
+         * once read, rather than leaving the plaintext in freed memory. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_CLEANSE_PLAINTEXT);
         if (server) {
                 if (!SSL_CTX_set_num_tickets(ctx, 0))
                         return ossl_err(e, -EIO, "cannot disable session tickets");
