@@ -11,12 +11,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 
 #include "ossl.h"
 #include "attestation/tdx.h"
+#include "cache.h"
 #include "cursor.h"
 #include "digest.h"
 #include "fileio.h"
@@ -298,46 +298,15 @@ int tdx_quote_parse(const void *data, size_t size, struct tdx_quote *ret, struct
  * quote. Building the attestation key (a new EC_GROUP each time) and reading the PCK certificate's
  * SGX extension cost about 60 us each more. Yet every quote carries the same Intel SGX Root CA and
  * PCK Platform (or Processor) CA, and a node that rejoins brings the same PCK leaf and attestation
- * key again. So two caches, process-wide, keep the parsed objects: certificates keyed by the exact
- * PEM block they were parsed from (with a PCK leaf's SGX extension once read), and attestation keys
- * keyed by their exact 64 bytes.
+ * key again. So two caches (lib/cache.h, whose rules they follow), process-wide, keep the parsed
+ * objects: certificates keyed by the exact PEM block they were parsed from (with a PCK leaf's SGX
+ * extension once read, as the entry's aux), and attestation keys keyed by their exact 64 bytes.
  *
- * Why this cannot change a verdict: an entry is used only for input byte-for-byte equal to the
- * bytes it was made from (length and memcmp; no digest that could collide), and what it holds is a
- * pure function of those bytes. Only successes are kept, so malformed input is parsed and refused
- * every time. Everything that depends on the call is still checked on every call: the trusted root,
- * every validity time at the caller's `now`, both certificate signatures (X509_verify_cert), the
- * issuing CA's name, the QE report data, the QE report and quote signatures, and the policy. The
- * caches save decoding, never a check.
- *
- * Threads: the cached objects are shared read-only (OpenSSL locks the fields it fills in lazily,
- * such as a certificate's extension flags); every user holds its own reference, so replacing an
- * entry never frees an object that another thread still uses. The lock covers the table only,
- * never a parse.
- *
- * Bounded: CACHE_SIZE entries of at most CACHE_MAX_KEY bytes each (real certificates are under 2
- * KiB); when full, the least recently used entry is replaced. Entries live until the process exits,
- * like OpenSSL's own caches. */
-#define CACHE_SIZE 16
+ * Everything that depends on the call is still checked on every call: the trusted root, every
+ * validity time at the caller's `now`, both certificate signatures (X509_verify_cert), the issuing
+ * CA's name, the QE report data, the QE report and quote signatures, and the policy. The caches
+ * save decoding, never a check. Real certificates are under 2 KiB; CACHE_MAX_KEY bounds a key. */
 #define CACHE_MAX_KEY 8192U
-
-struct cache_entry {
-        uint8_t *key;
-        size_t size;
-        void *obj;     /* NULL: the slot is empty */
-        uint64_t used; /* the cache's tick at the last lookup that found it */
-        /* certificates only: the SGX extension, once read from this certificate as a PCK leaf */
-        bool has_sgx;
-        struct tdx_pck_info sgx;
-};
-
-struct cache {
-        pthread_mutex_t lock;
-        int (*up_ref)(void *obj);
-        void (*unref)(void *obj);
-        uint64_t tick, hits, misses;
-        struct cache_entry entries[CACHE_SIZE];
-};
 
 static int x509_up_ref(void *x) {
         return X509_up_ref(x);
@@ -352,110 +321,52 @@ static void pkey_unref(void *k) {
         EVP_PKEY_free(k);
 }
 
-static struct cache cert_cache = { .lock = PTHREAD_MUTEX_INITIALIZER, .up_ref = x509_up_ref, .unref = x509_unref };
-static struct cache att_key_cache = { .lock = PTHREAD_MUTEX_INITIALIZER, .up_ref = pkey_up_ref, .unref = pkey_unref };
+static const struct cache_ops cert_cache_ops = { .up_ref = x509_up_ref, .unref = x509_unref };
+static const struct cache_ops att_key_cache_ops = { .up_ref = pkey_up_ref, .unref = pkey_unref };
+static struct cache cert_cache = CACHE_INIT(&cert_cache_ops, CACHE_MAX_KEY);
+static struct cache att_key_cache = CACHE_INIT(&att_key_cache_ops, CACHE_MAX_KEY);
 
-static struct cache_entry *cache_find_locked(struct cache *c, const void *key, size_t n) {
-        for (size_t i = 0; i < CACHE_SIZE; i++) {
-                struct cache_entry *x = &c->entries[i];
+struct sgx_lookup {
+        struct tdx_pck_info *info;
+        bool found; /* sgx_read: copied into info; sgx_write: the entry took info */
+};
 
-                if (x->obj && x->size == n && memcmp(x->key, key, n) == 0)
-                        return x;
+static void sgx_read(void **aux, void *userdata) {
+        struct sgx_lookup *l = userdata;
+
+        if (*aux) {
+                *l->info = *(struct tdx_pck_info *) *aux;
+                l->found = true;
         }
-        return NULL;
 }
 
-/* A new reference to the object made from exactly these bytes, or NULL. */
-static void *cache_get(struct cache *c, const void *key, size_t n) {
-        struct cache_entry *x;
-        void *obj = NULL;
+static void sgx_write(void **aux, void *userdata) {
+        struct sgx_lookup *l = userdata;
 
-        if (n > CACHE_MAX_KEY)
-                return NULL;
-        (void) pthread_mutex_lock(&c->lock);
-        x = cache_find_locked(c, key, n);
-        if (x && c->up_ref(x->obj) == 1) {
-                obj = x->obj;
-                x->used = ++c->tick;
-        }
-        if (obj)
-                c->hits++;
-        else
-                c->misses++;
-        (void) pthread_mutex_unlock(&c->lock);
-        return obj;
+        if (*aux)
+                return; /* recorded meanwhile: the same certificate, the same extension */
+        *aux = l->info;
+        l->found = true;
 }
 
-/* Remembers obj (the caller keeps its own reference) as made from these bytes. Best effort:
- * without memory, nothing is cached. */
-static void cache_put(struct cache *c, const void *key, size_t n, void *obj) {
-        struct cache_entry old = {}, *victim = NULL;
-        uint8_t *copy;
-
-        if (n > CACHE_MAX_KEY)
-                return;
-        copy = malloc(n);
-        if (!copy)
-                return;
-        memcpy(copy, key, n);
-        if (c->up_ref(obj) != 1) {
-                free(copy);
-                return;
-        }
-
-        (void) pthread_mutex_lock(&c->lock);
-        if (!cache_find_locked(c, key, n)) /* else another thread made the same object meanwhile */
-                for (size_t i = 0; i < CACHE_SIZE; i++) {
-                        struct cache_entry *x = &c->entries[i];
-
-                        if (!victim || (victim->obj && (!x->obj || x->used < victim->used)))
-                                victim = x;
-                }
-        if (victim) {
-                old = *victim;
-                *victim = (struct cache_entry) { .key = TAKE_PTR(copy), .size = n, .obj = TAKE_PTR(obj), .used = ++c->tick };
-        }
-        (void) pthread_mutex_unlock(&c->lock);
-
-        free(copy);
-        if (obj)
-                c->unref(obj);
-        free(old.key);
-        if (old.obj)
-                c->unref(old.obj);
-}
-
-/* The SGX extension recorded for this very certificate object (the caller holds a reference, so a
- * matching pointer is the entry it came from). */
+/* The SGX extension recorded for this very certificate object, if any. */
 static bool cert_cache_get_sgx(X509 *leaf, struct tdx_pck_info *ret) {
-        bool found = false;
+        struct sgx_lookup l = { .info = ret };
 
-        (void) pthread_mutex_lock(&cert_cache.lock);
-        for (size_t i = 0; i < CACHE_SIZE; i++) {
-                struct cache_entry *x = &cert_cache.entries[i];
-
-                if (x->obj == leaf && x->has_sgx) {
-                        *ret = x->sgx;
-                        found = true;
-                        break;
-                }
-        }
-        (void) pthread_mutex_unlock(&cert_cache.lock);
-        return found;
+        (void) cache_update(&cert_cache, leaf, sgx_read, &l);
+        return l.found;
 }
 
 static void cert_cache_put_sgx(X509 *leaf, const struct tdx_pck_info *info) {
-        (void) pthread_mutex_lock(&cert_cache.lock);
-        for (size_t i = 0; i < CACHE_SIZE; i++) {
-                struct cache_entry *x = &cert_cache.entries[i];
+        struct tdx_pck_info *copy = malloc(sizeof(*copy));
+        struct sgx_lookup l = {};
 
-                if (x->obj == leaf) {
-                        x->sgx = *info;
-                        x->has_sgx = true;
-                        break;
-                }
-        }
-        (void) pthread_mutex_unlock(&cert_cache.lock);
+        if (!copy)
+                return;
+        *copy = *info;
+        l.info = copy;
+        if (!cache_update(&cert_cache, leaf, sgx_write, &l) || !l.found)
+                free(copy);
 }
 
 /* Test hook for tests/unit/test-verify-cache.c, deliberately not in tdx.h: how many objects a cache
@@ -463,19 +374,7 @@ static void cert_cache_put_sgx(X509 *leaf, const struct tdx_pck_info *info) {
  * the process started. */
 void tdx_cache_stats(int which, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses);
 void tdx_cache_stats(int which, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses) {
-        struct cache *c = which == 0 ? &cert_cache : &att_key_cache;
-        size_t n = 0;
-
-        (void) pthread_mutex_lock(&c->lock);
-        for (size_t i = 0; i < CACHE_SIZE; i++)
-                n += !!c->entries[i].obj;
-        if (ret_entries)
-                *ret_entries = n;
-        if (ret_hits)
-                *ret_hits = c->hits;
-        if (ret_misses)
-                *ret_misses = c->misses;
-        (void) pthread_mutex_unlock(&c->lock);
+        cache_stats(which == 0 ? &cert_cache : &att_key_cache, ret_entries, ret_hits, ret_misses);
 }
 
 /* ---- certificates ------------------------------------------------------------------------- */
@@ -536,7 +435,7 @@ static int load_cert(const uint8_t *p, size_t n, X509 **ret) {
         X509 *x;
         int r;
 
-        x = cache_get(&cert_cache, p, n);
+        x = cache_get(&cert_cache, p, n, NULL, NULL);
         if (x) {
                 *ret = x;
                 return 0;
@@ -544,7 +443,7 @@ static int load_cert(const uint8_t *p, size_t n, X509 **ret) {
         r = decode_pem_cert(p, n, &x);
         if (r < 0)
                 return r;
-        cache_put(&cert_cache, p, n, x);
+        cache_put(&cert_cache, p, n, x, NULL);
         *ret = x;
         return 0;
 }
@@ -1021,7 +920,7 @@ static int attestation_key(const uint8_t xy[TDX_ECDSA_KEY_SIZE], EVP_PKEY **ret)
         EVP_PKEY *k;
         int r;
 
-        k = cache_get(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE);
+        k = cache_get(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE, NULL, NULL);
         if (k) {
                 *ret = k;
                 return 0;
@@ -1029,7 +928,7 @@ static int attestation_key(const uint8_t xy[TDX_ECDSA_KEY_SIZE], EVP_PKEY **ret)
         r = p256_key_from_xy(xy, &k);
         if (r < 0)
                 return r;
-        cache_put(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE, k);
+        cache_put(&att_key_cache, xy, TDX_ECDSA_KEY_SIZE, k, NULL);
         *ret = k;
         return 0;
 }

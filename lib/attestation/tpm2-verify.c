@@ -5,12 +5,12 @@
 #include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
-#include <pthread.h>
 #include <tss2/tss2_mu.h>
 
 #include "ossl.h"
 #include "attestation/tpm2-verify.h"
 #include "attestation/x509util.h"
+#include "cache.h"
 #include "cursor.h"
 #include "eventlog.h"
 #include "hex.h"
@@ -489,184 +489,138 @@ int tpm2_public_to_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret, struct cnos_err 
  *
  * Building the AK's EVP_PKEY (OSSL_PARAM_BLD, EVP_PKEY_fromdata) and, on its first use, the RSA
  * key's Montgomery context cost about as much as the quote's RSA signature check itself. A node
- * quotes with the same AK every time it joins, so built keys (with the AK's Name) are kept,
- * process-wide, keyed by the exact TPMT_PUBLIC bytes they were built from.
+ * quotes with the same AK every time it joins, so built keys are kept (lib/cache.h, whose rules this
+ * follows), process-wide, keyed by the exact TPMT_PUBLIC bytes they were built from. An entry's aux
+ * holds the AK's Name (a pure function of the same bytes) and a verification context set up for the
+ * key with one scheme and hash, before any data: each quote's context is a copy of it
+ * (EVP_DigestVerifyInit fetches algorithms by name every time).
  *
- * Why this cannot change a verdict: an entry is used only for a public area byte-for-byte equal to
- * the one it was built from (length and memcmp; no digest that could collide), and the key and Name
- * are pure functions of those bytes. Only keys that were built successfully are kept. The public area is
- * still parsed and its attributes, nameAlg and scheme checked on every call, and every quote
- * signature, AK certificate (with its validity at the caller's time), PCR digest, event log and
- * policy is checked on every call: the cache saves building the key, never a check.
- *
- * Threads: keys are shared read-only (OpenSSL locks what it fills in lazily, such as the
- * Montgomery context); every user holds its own reference, so replacing an entry never frees a key
- * another thread still verifies with. The lock covers the table only, never building a key.
- *
- * Bounded: AK_CACHE_SIZE entries; when full, the least recently used entry is replaced. Entries
- * live until the process exits, like OpenSSL's own caches. */
-#define AK_CACHE_SIZE 16
+ * The public area is still parsed and its attributes, nameAlg and scheme checked on every call,
+ * and every quote signature, AK certificate (with its validity at the caller's time), PCR digest,
+ * event log and policy is checked on every call: the cache saves building the key, never a check. */
 #define AK_CACHE_MAX_KEY 2048U
 
-struct ak_cache_entry {
-        uint8_t *key;
-        size_t size;
-        EVP_PKEY *pkey; /* NULL: the slot is empty */
+struct ak_aux {
         TPM2B_NAME name;
-        uint64_t used; /* ak_cache.tick at the last lookup that found it */
-        /* A verification context set up for pkey with this scheme and hash, before any data: each
-         * quote's context is a copy (EVP_DigestVerifyInit fetches algorithms by name every time). */
-        EVP_MD_CTX *verify;
+        EVP_MD_CTX *verify; /* NULL until the first quote with this key */
         TPMI_ALG_SIG_SCHEME verify_alg;
         TPMI_ALG_HASH verify_hash;
 };
 
-static struct {
-        pthread_mutex_t lock;
-        uint64_t tick, hits, misses;
-        struct ak_cache_entry entries[AK_CACHE_SIZE];
-} ak_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static int pkey_up_ref(void *k) {
+        return EVP_PKEY_up_ref(k);
+}
+static void pkey_unref(void *k) {
+        EVP_PKEY_free(k);
+}
+static void ak_aux_free(void *p) {
+        struct ak_aux *a = p;
 
-static struct ak_cache_entry *ak_cache_find_locked(const void *key, size_t n) {
-        for (size_t i = 0; i < AK_CACHE_SIZE; i++) {
-                struct ak_cache_entry *x = &ak_cache.entries[i];
+        EVP_MD_CTX_free(a->verify);
+        free(a);
+}
 
-                if (x->pkey && x->size == n && memcmp(x->key, key, n) == 0)
-                        return x;
+static const struct cache_ops ak_cache_ops = { .up_ref = pkey_up_ref, .unref = pkey_unref, .aux_free = ak_aux_free };
+static struct cache ak_cache = CACHE_INIT(&ak_cache_ops, AK_CACHE_MAX_KEY);
+
+struct ak_name_lookup {
+        TPM2B_NAME *name;
+        bool found;
+};
+
+static void ak_read_name(void **aux, void *userdata) {
+        struct ak_name_lookup *l = userdata;
+
+        if (*aux) {
+                *l->name = ((struct ak_aux *) *aux)->name;
+                l->found = true;
         }
-        return NULL;
 }
 
 /* A new reference to the key built from exactly these bytes, and its Name; NULL if none. */
 static EVP_PKEY *ak_cache_get(const void *key, size_t n, TPM2B_NAME *ret_name) {
-        struct ak_cache_entry *x;
-        EVP_PKEY *pkey = NULL;
+        struct ak_name_lookup l = { .name = ret_name };
+        EVP_PKEY *pkey;
 
-        if (n > AK_CACHE_MAX_KEY)
+        pkey = cache_get(&ak_cache, key, n, ak_read_name, &l);
+        if (pkey && !l.found) { /* every entry is put with its Name; never without */
+                EVP_PKEY_free(pkey);
                 return NULL;
-        (void) pthread_mutex_lock(&ak_cache.lock);
-        x = ak_cache_find_locked(key, n);
-        if (x && EVP_PKEY_up_ref(x->pkey) == 1) {
-                pkey = x->pkey;
-                *ret_name = x->name;
-                x->used = ++ak_cache.tick;
         }
-        if (pkey)
-                ak_cache.hits++;
-        else
-                ak_cache.misses++;
-        (void) pthread_mutex_unlock(&ak_cache.lock);
         return pkey;
 }
 
 /* Remembers pkey (the caller keeps its own reference) and name as built from these bytes. Best
  * effort: without memory, nothing is cached. */
 static void ak_cache_put(const void *key, size_t n, EVP_PKEY *pkey, const TPM2B_NAME *name) {
-        struct ak_cache_entry old = {}, *victim = NULL;
-        uint8_t *copy;
+        struct ak_aux *a = calloc(1, sizeof(*a));
 
-        if (n > AK_CACHE_MAX_KEY)
+        if (!a)
                 return;
-        copy = malloc(n);
-        if (!copy)
-                return;
-        memcpy(copy, key, n);
-        if (EVP_PKEY_up_ref(pkey) != 1) {
-                free(copy);
-                return;
-        }
-
-        (void) pthread_mutex_lock(&ak_cache.lock);
-        if (!ak_cache_find_locked(key, n)) /* else another thread built the same key meanwhile */
-                for (size_t i = 0; i < AK_CACHE_SIZE; i++) {
-                        struct ak_cache_entry *x = &ak_cache.entries[i];
-
-                        if (!victim || (victim->pkey && (!x->pkey || x->used < victim->used)))
-                                victim = x;
-                }
-        if (victim) {
-                old = *victim;
-                *victim = (struct ak_cache_entry) {
-                        .key = TAKE_PTR(copy), .size = n, .pkey = TAKE_PTR(pkey), .name = *name, .used = ++ak_cache.tick,
-                };
-        }
-        (void) pthread_mutex_unlock(&ak_cache.lock);
-
-        free(copy);
-        EVP_PKEY_free(pkey);
-        free(old.key);
-        EVP_PKEY_free(old.pkey);
-        EVP_MD_CTX_free(old.verify);
+        a->name = *name;
+        cache_put(&ak_cache, key, n, pkey, a);
 }
 
-/* The entry of this very key object: the caller holds a reference, so a matching pointer is the
- * entry it came from. */
-static struct ak_cache_entry *ak_cache_find_pkey_locked(const EVP_PKEY *pkey) {
-        for (size_t i = 0; i < AK_CACHE_SIZE; i++)
-                if (ak_cache.entries[i].pkey == pkey)
-                        return &ak_cache.entries[i];
-        return NULL;
+struct ak_verify_ctx {
+        TPMI_ALG_SIG_SCHEME alg;
+        TPMI_ALG_HASH hash;
+        EVP_MD_CTX *ctx; /* read: the copy made; write: the template to keep (taken, or left to free) */
+};
+
+static void ak_read_verify(void **aux, void *userdata) {
+        struct ak_verify_ctx *v = userdata;
+        struct ak_aux *a = *aux;
+
+        if (!a || !a->verify || a->verify_alg != v->alg || a->verify_hash != v->hash)
+                return;
+        v->ctx = EVP_MD_CTX_new();
+        if (v->ctx && EVP_MD_CTX_copy_ex(v->ctx, a->verify) != 1) {
+                ERR_clear_error();
+                EVP_MD_CTX_free(TAKE_PTR(v->ctx));
+        }
+}
+
+static void ak_write_verify(void **aux, void *userdata) {
+        struct ak_verify_ctx *v = userdata;
+        struct ak_aux *a = *aux;
+        EVP_MD_CTX *old;
+
+        if (!a)
+                return;
+        old = a->verify;
+        a->verify = TAKE_PTR(v->ctx);
+        a->verify_alg = v->alg;
+        a->verify_hash = v->hash;
+        v->ctx = old;
 }
 
 /* A copy of the cached verification context for pkey, scheme and hash, or NULL. The copy is made
  * under the lock: the template is never used itself, only read. */
 static EVP_MD_CTX *ak_cache_verify_ctx(const EVP_PKEY *pkey, TPMI_ALG_SIG_SCHEME alg, TPMI_ALG_HASH hash) {
-        struct ak_cache_entry *x;
-        EVP_MD_CTX *ctx = NULL;
+        struct ak_verify_ctx v = { .alg = alg, .hash = hash };
 
-        (void) pthread_mutex_lock(&ak_cache.lock);
-        x = ak_cache_find_pkey_locked(pkey);
-        if (x && x->verify && x->verify_alg == alg && x->verify_hash == hash) {
-                ctx = EVP_MD_CTX_new();
-                if (ctx && EVP_MD_CTX_copy_ex(ctx, x->verify) != 1) {
-                        ERR_clear_error();
-                        EVP_MD_CTX_free(TAKE_PTR(ctx));
-                }
-        }
-        (void) pthread_mutex_unlock(&ak_cache.lock);
-        return ctx;
+        (void) cache_update(&ak_cache, pkey, ak_read_verify, &v);
+        return v.ctx;
 }
 
 /* Keeps a copy of ctx, freshly set up for pkey, scheme and hash, as the template for pkey's entry. */
 static void ak_cache_put_verify_ctx(const EVP_PKEY *pkey, TPMI_ALG_SIG_SCHEME alg, TPMI_ALG_HASH hash, const EVP_MD_CTX *ctx) {
-        struct ak_cache_entry *x;
-        EVP_MD_CTX *copy = EVP_MD_CTX_new();
+        struct ak_verify_ctx v = { .alg = alg, .hash = hash, .ctx = EVP_MD_CTX_new() };
 
-        if (!copy || EVP_MD_CTX_copy_ex(copy, ctx) != 1) {
+        if (!v.ctx || EVP_MD_CTX_copy_ex(v.ctx, ctx) != 1) {
                 ERR_clear_error();
-                EVP_MD_CTX_free(copy);
+                EVP_MD_CTX_free(v.ctx);
                 return;
         }
-        (void) pthread_mutex_lock(&ak_cache.lock);
-        x = ak_cache_find_pkey_locked(pkey);
-        if (x) {
-                EVP_MD_CTX *old = x->verify;
-
-                x->verify = TAKE_PTR(copy);
-                x->verify_alg = alg;
-                x->verify_hash = hash;
-                copy = old;
-        }
-        (void) pthread_mutex_unlock(&ak_cache.lock);
-        EVP_MD_CTX_free(copy);
+        (void) cache_update(&ak_cache, pkey, ak_write_verify, &v);
+        EVP_MD_CTX_free(v.ctx); /* the replaced template, or the copy if the entry is gone */
 }
 
 /* Test hook for tests/unit/test-verify-cache.c, deliberately not in tpm2-verify.h: how many keys the
  * cache holds, and how many lookups found one or not since the process started. */
 void tpm2_ak_cache_stats(size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses);
 void tpm2_ak_cache_stats(size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses) {
-        size_t n = 0;
-
-        (void) pthread_mutex_lock(&ak_cache.lock);
-        for (size_t i = 0; i < AK_CACHE_SIZE; i++)
-                n += !!ak_cache.entries[i].pkey;
-        if (ret_entries)
-                *ret_entries = n;
-        if (ret_hits)
-                *ret_hits = ak_cache.hits;
-        if (ret_misses)
-                *ret_misses = ak_cache.misses;
-        (void) pthread_mutex_unlock(&ak_cache.lock);
+        cache_stats(&ak_cache, ret_entries, ret_hits, ret_misses);
 }
 
 /* ---- verification ------------------------------------------------------------------------- */
