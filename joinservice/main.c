@@ -33,6 +33,7 @@ struct state {
         struct joind_ca *ca;
         struct manifest manifest;
         STACK_OF(X509) *ek_ca;
+        struct x509_anchors *ek_anchors;
         struct snp_chain *snp_chains[VALIDATOR_SNP_CHAINS_MAX];
         size_t n_snp_chains;
         uint8_t snp_measurement[SNP_MEASUREMENT_SIZE];
@@ -48,6 +49,7 @@ struct state {
 static void state_done(struct state *s) {
         secrets_free(s->secrets);
         ca_free(s->ca);
+        x509_anchors_free(s->ek_anchors);
         x509_stack_free(s->ek_ca);
         for (size_t i = 0; i < s->n_snp_chains; i++)
                 snp_chain_free(s->snp_chains[i]);
@@ -227,7 +229,13 @@ static int load_tees(const struct joind_config *c, struct state *s) {
                         if (r < 0)
                                 return r;
                 }
+                /* The roots' self-signatures are checked here, once, not on every join; a bundle
+                 * without a root could never admit a node, so it stops the start. */
+                r = x509_anchors_new(s->ek_ca, &s->ek_anchors, &e);
+                if (r < 0)
+                        return log_error_errno(r, "EK CA: %s", cnos_err_msg(&e));
                 p->ek_ca_bundle = s->ek_ca;
+                p->ek_anchors = s->ek_anchors;
                 s->d.tee_enabled[CNOS__JOIN__TEE__TEE_TPM2] = true;
         }
         if (c->snp_chain.n > 0) {

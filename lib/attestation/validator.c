@@ -79,46 +79,36 @@ static size_t tpm2_bind(const uint8_t binding[VALIDATOR_BINDING_SIZE], uint8_t r
         return 32;
 }
 
-static void x509_shallow_stack_freep(STACK_OF(X509) **s) {
-        sk_X509_free(*s); /* the certificates belong to the policy's bundle */
-}
-
 /* The EK certificate must chain, at `at`, through the bundle's other certificates to one of its
- * self-signed ones. */
-static int tpm2_check_ek_cert(struct validator *v, X509 *cert, time_t at, struct cnos_err *e) {
-        _cleanup_(x509_shallow_stack_freep) STACK_OF(X509) *untrusted = NULL;
-        STACK_OF(X509) *bundle = v->policy->ek_ca_bundle;
+ * self-signed ones: through the policy's prepared anchors, or through anchors made from its bundle
+ * for this one verification. *ret: a reference to the parsed certificate. */
+static int tpm2_check_ek_cert(struct validator *v, const ProtobufCBinaryData *der, time_t at, X509 **ret, struct cnos_err *e) {
+        _cleanup_(x509_anchors_freep) struct x509_anchors *own = NULL;
+        struct x509_anchors *anchors = v->policy->ek_anchors;
         struct cnos_err inner = {};
-        size_t n_roots = 0;
-        int r = -EKEYREJECTED;
+        int r;
 
-        untrusted = sk_X509_new_null();
-        if (!untrusted)
-                return cnos_err_set(e, -ENOMEM, "out of memory");
-        for (int i = 0; i < sk_X509_num(bundle); i++) {
-                X509 *c = sk_X509_value(bundle, i);
-                if (!x509_is_self_signed(c) && !sk_X509_push(untrusted, c))
-                        return cnos_err_set(e, -ENOMEM, "out of memory");
+        if (!anchors) {
+                r = x509_anchors_new(v->policy->ek_ca_bundle, &own, &inner);
+                if (r == -ENOMEM)
+                        return cnos_err_set(e, r, "out of memory");
+                if (r == -EINVAL)
+                        return refuse(v, "config", e, r, "the EK CA bundle holds no self-signed root");
+                if (r < 0)
+                        return refuse(v, "config", e, -EINVAL, "the EK CA bundle: %s", cnos_err_msg(&inner));
+                anchors = own;
         }
-        for (int i = 0; i < sk_X509_num(bundle); i++) {
-                X509 *c = sk_X509_value(bundle, i);
-
-                if (!x509_is_self_signed(c))
-                        continue;
-                n_roots++;
-                cnos_err_clear(&inner);
-                r = x509_verify_chain_at(cert, untrusted, c, at, NULL, &inner);
-                if (r >= 0)
-                        return 0;
-                if (r == -EKEYEXPIRED)
-                        break; /* the chain was found; only the time is wrong: report that */
-        }
-        if (n_roots == 0)
-                return refuse(v, "config", e, -EINVAL, "the EK CA bundle holds no self-signed root");
+        r = x509_anchors_verify_der(anchors, der->data, der->len, at, ret, &inner);
+        if (r == -EBADMSG || r == -EFBIG)
+                return refuse(v, "ek-cert", e, -EKEYREJECTED, "EK certificate: %s", cnos_err_msg(&inner));
+        if (r == -ENOMEM)
+                return cnos_err_set(e, r, "out of memory");
         if (r == -EKEYEXPIRED)
                 return refuse(v, "ek-cert-time", e, r, "EK certificate chain: %s", cnos_err_msg(&inner));
-        return refuse(v, "ek-cert", e, -EKEYREJECTED, "EK certificate does not chain to the EK CA bundle: %s",
-                      cnos_err_msg(&inner));
+        if (r < 0)
+                return refuse(v, "ek-cert", e, -EKEYREJECTED, "EK certificate does not chain to the EK CA bundle: %s",
+                              cnos_err_msg(&inner));
+        return 0;
 }
 
 static int tpm2_verify(struct validator *v, const Cnos__Join__Evidence *ev, const uint8_t *expected, size_t expected_size,
@@ -134,7 +124,7 @@ static int tpm2_verify(struct validator *v, const Cnos__Join__Evidence *ev, cons
         time_t at = policy_time(p);
         int r;
 
-        if (!p->manifest || !p->ek_ca_bundle)
+        if (!p->manifest || (!p->ek_ca_bundle && !p->ek_anchors))
                 return refuse(v, "config", e, -EINVAL, "no measurement manifest or EK CA bundle is configured for TPM 2.0");
         if (p->manifest->alg != CNOS_HASH_SHA256)
                 return refuse(v, "config", e, -EINVAL, "the manifest lists %s PCRs, but TPM evidence carries the sha256 bank",
@@ -156,10 +146,7 @@ static int tpm2_verify(struct validator *v, const Cnos__Join__Evidence *ev, cons
         if (t->ek_certificate.len > EVIDENCE_CERT_MAX)
                 return refuse(v, "ek-cert", e, -E2BIG, "the EK certificate is %zu bytes, more than %u", t->ek_certificate.len,
                               EVIDENCE_CERT_MAX);
-        r = x509_from_der(t->ek_certificate.data, t->ek_certificate.len, &ek_cert, &inner);
-        if (r < 0)
-                return refuse(v, "ek-cert", e, -EKEYREJECTED, "EK certificate: %s", cnos_err_msg(&inner));
-        r = tpm2_check_ek_cert(v, ek_cert, at, e);
+        r = tpm2_check_ek_cert(v, &t->ek_certificate, at, &ek_cert, e);
         if (r < 0)
                 return r;
         r = tpm2_ek_public_from_cert(ek_cert, &s->ek, &inner);

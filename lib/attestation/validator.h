@@ -70,6 +70,11 @@ struct validator_policy {
          * intermediates. */
         const struct manifest *manifest;
         STACK_OF(X509) *ek_ca_bundle;
+        /* Optional: ek_ca_bundle made into anchors once (x509_anchors_new), for a service that
+         * verifies many nodes: the roots' self-signatures are checked once, and EK certificates
+         * that chained are remembered (x509_anchors_verify_der). NULL: anchors are made from
+         * ek_ca_bundle for each verification. If set, it is used and the bundle is not. */
+        struct x509_anchors *ek_anchors;
         bool allow_nonzero_pcr15;
 
         /* SEV-SNP (required: at least one chain, snp.measurement). snp.report_data is ignored: the

@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 
 #include "attestation/x509util.h"
+#include "cache.h"
 #include "fileio.h"
 
 static inline void bio_freep(BIO **p) {
@@ -260,25 +261,17 @@ int x509_ext_integer(X509 *c, const char *oid, int64_t *ret) {
         return 0;
 }
 
-int x509_verify_chain_at(
-                X509 *leaf, STACK_OF(X509) *untrusted, X509 *root, time_t at, STACK_OF(X509) **ret_chain, struct cnos_err *e) {
+/* leaf -> untrusted -> a root in store, at `at`; the errors of x509_verify_chain_at(). */
+static int verify_in_store(
+                X509_STORE *store, X509 *leaf, STACK_OF(X509) *untrusted, time_t at, STACK_OF(X509) **ret_chain, struct cnos_err *e) {
         _cleanup_(x509_store_ctx_freep) X509_STORE_CTX *ctx = NULL;
-        _cleanup_(x509_store_freep) X509_STORE *store = NULL;
         char when[X509_ISO8601_MAX], cn[128];
         X509_VERIFY_PARAM *param;
         X509 *bad;
         int err, depth;
 
-        if (!leaf || !root)
-                return cnos_err_set(e, -EINVAL, "no certificate or no root given");
-        /* OpenSSL does not check a trust anchor's own signature (unless X509_V_FLAG_CHECK_SS_SIGNATURE);
-         * this does, once, with a clearer message. */
-        if (!x509_is_self_signed(root))
-                return cnos_err_set(e, -EKEYREJECTED, "root certificate is not self-signed");
-
-        store = X509_STORE_new();
         ctx = X509_STORE_CTX_new();
-        if (!store || !ctx || X509_STORE_add_cert(store, root) != 1 || X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {
+        if (!ctx || X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {
                 ERR_clear_error();
                 return cnos_err_set(e, -ENOMEM, "cannot set up certificate verification");
         }
@@ -309,4 +302,182 @@ int x509_verify_chain_at(
         if (!bad || x509_subject_cn(bad, cn, sizeof(cn)) < 0)
                 strcpy(cn, "?");
         return cnos_err_set(e, -EKEYREJECTED, "%s (depth %d, CN=%s)", X509_verify_cert_error_string(err), depth, cn);
+}
+
+int x509_verify_chain_at(
+                X509 *leaf, STACK_OF(X509) *untrusted, X509 *root, time_t at, STACK_OF(X509) **ret_chain, struct cnos_err *e) {
+        _cleanup_(x509_store_freep) X509_STORE *store = NULL;
+
+        if (!leaf || !root)
+                return cnos_err_set(e, -EINVAL, "no certificate or no root given");
+        /* OpenSSL does not check a trust anchor's own signature (unless X509_V_FLAG_CHECK_SS_SIGNATURE);
+         * this does, once, with a clearer message. */
+        if (!x509_is_self_signed(root))
+                return cnos_err_set(e, -EKEYREJECTED, "root certificate is not self-signed");
+
+        store = X509_STORE_new();
+        if (!store || X509_STORE_add_cert(store, root) != 1) {
+                ERR_clear_error();
+                return cnos_err_set(e, -ENOMEM, "cannot set up certificate verification");
+        }
+        return verify_in_store(store, leaf, untrusted, at, ret_chain, e);
+}
+
+/* ---- trust anchors, prepared once -------------------------------------------------------- */
+
+struct x509_anchors {
+        X509_STORE *store;         /* the roots */
+        STACK_OF(X509) *untrusted; /* the intermediates (references of their own) */
+        size_t n_roots;
+        /* Leaves that chained to this store, keyed by their exact DER (lib/cache.h). The aux is the
+         * chain's validity window: what a verification at another time would still depend on. */
+        struct cache verified;
+};
+
+struct validity {
+        time_t not_before; /* the latest notBefore of the chain */
+        time_t not_after;  /* the earliest notAfter of the chain */
+};
+
+static int x509_up_ref_obj(void *x) {
+        return X509_up_ref(x);
+}
+static void x509_unref_obj(void *x) {
+        X509_free(x);
+}
+static const struct cache_ops verified_ops = { .up_ref = x509_up_ref_obj, .unref = x509_unref_obj };
+
+void x509_anchors_free(struct x509_anchors *a) {
+        if (!a)
+                return;
+        cache_done(&a->verified);
+        X509_STORE_free(a->store);
+        x509_stack_free(a->untrusted);
+        free(a);
+}
+
+int x509_anchors_new(STACK_OF(X509) *bundle, struct x509_anchors **ret, struct cnos_err *e) {
+        _cleanup_(x509_anchors_freep) struct x509_anchors *a = NULL;
+
+        if (!bundle || !ret)
+                return cnos_err_set(e, -EINVAL, "no certificate bundle given");
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return cnos_err_set(e, -ENOMEM, "out of memory");
+        cache_init(&a->verified, &verified_ops, X509_ANCHORS_CACHE_MAX_CERT);
+        a->store = X509_STORE_new();
+        a->untrusted = sk_X509_new_null();
+        if (!a->store || !a->untrusted) {
+                ERR_clear_error();
+                return cnos_err_set(e, -ENOMEM, "out of memory");
+        }
+        for (int i = 0; i < sk_X509_num(bundle); i++) {
+                X509 *c = sk_X509_value(bundle, i);
+
+                /* A root's own signature is checked here, once: OpenSSL does not check a trust
+                 * anchor's. A certificate that names itself but whose signature fails is no root. */
+                if (x509_is_self_signed(c)) {
+                        if (X509_STORE_add_cert(a->store, c) != 1) {
+                                ERR_clear_error();
+                                return cnos_err_set(e, -ENOMEM, "out of memory");
+                        }
+                        a->n_roots++;
+                } else {
+                        if (X509_up_ref(c) != 1)
+                                return cnos_err_set(e, -ENOMEM, "out of memory");
+                        if (!sk_X509_push(a->untrusted, c)) {
+                                X509_free(c);
+                                return cnos_err_set(e, -ENOMEM, "out of memory");
+                        }
+                }
+        }
+        if (a->n_roots == 0)
+                return cnos_err_set(e, -EINVAL, "the bundle holds no self-signed root");
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+static int asn1_time_to_time_t(const ASN1_TIME *t, time_t *ret) {
+        struct tm tm;
+
+        if (!t || ASN1_TIME_to_tm(t, &tm) != 1) {
+                ERR_clear_error();
+                return -EBADMSG;
+        }
+        *ret = timegm(&tm);
+        return 0;
+}
+
+/* The window in which every certificate of the chain is valid, as X509_verify_cert() judges it:
+ * notBefore <= at < notAfter. */
+static int chain_validity(STACK_OF(X509) *chain, struct validity *ret) {
+        struct validity v = { .not_before = INT64_MIN, .not_after = INT64_MAX };
+
+        if (sk_X509_num(chain) <= 0)
+                return -EINVAL;
+        for (int i = 0; i < sk_X509_num(chain); i++) {
+                X509 *c = sk_X509_value(chain, i);
+                time_t nb, na;
+
+                if (asn1_time_to_time_t(X509_get0_notBefore(c), &nb) < 0 ||
+                    asn1_time_to_time_t(X509_get0_notAfter(c), &na) < 0)
+                        return -EBADMSG;
+                v.not_before = MAX(v.not_before, nb);
+                v.not_after = MIN(v.not_after, na);
+        }
+        *ret = v;
+        return 0;
+}
+
+struct validity_lookup {
+        struct validity v;
+        bool found;
+};
+
+static void read_validity(void **aux, void *userdata) {
+        struct validity_lookup *l = userdata;
+
+        if (*aux) {
+                l->v = *(struct validity *) *aux;
+                l->found = true;
+        }
+}
+
+int x509_anchors_verify_der(struct x509_anchors *a, const void *der, size_t size, time_t at, X509 **ret_leaf, struct cnos_err *e) {
+        _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
+        _cleanup_x509_ X509 *leaf = NULL;
+        struct validity_lookup l = {};
+        struct validity *v;
+        int r;
+
+        if (!a || !der || !ret_leaf)
+                return cnos_err_set(e, -EINVAL, "invalid arguments");
+
+        /* A leaf that chained before, to these very roots, still chains: only the time can differ.
+         * Inside the window the result is the one a verification gives; outside it, verify again,
+         * for the refusal with its reason. */
+        leaf = cache_get(&a->verified, der, size, read_validity, &l);
+        if (leaf && l.found && at >= l.v.not_before && at < l.v.not_after) {
+                *ret_leaf = TAKE_PTR(leaf);
+                return 0;
+        }
+        X509_free(TAKE_PTR(leaf));
+
+        r = x509_from_der(der, size, &leaf, e);
+        if (r < 0)
+                return r;
+        r = verify_in_store(a->store, leaf, a->untrusted, at, &chain, e);
+        if (r < 0)
+                return r;
+
+        v = malloc(sizeof(*v));
+        if (v && chain_validity(chain, v) == 0 && at >= v->not_before && at < v->not_after)
+                cache_put(&a->verified, der, size, leaf, TAKE_PTR(v)); /* a window that holds `at`, or nothing */
+        free(v);
+        *ret_leaf = TAKE_PTR(leaf);
+        return 0;
+}
+
+void x509_anchors_cache_stats(struct x509_anchors *a, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses) {
+        cache_stats(&a->verified, ret_entries, ret_hits, ret_misses);
 }

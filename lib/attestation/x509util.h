@@ -55,6 +55,35 @@ _warn_unused_result_ int x509_bundle_from_pem_file(const char *path, STACK_OF(X5
 _warn_unused_result_ int x509_verify_chain_at(
                 X509 *leaf, STACK_OF(X509) *untrusted, X509 *root, time_t at, STACK_OF(X509) **ret_chain, struct cnos_err *e);
 
+/* A bundle made into a trust store once: its self-signed certificates (each self-signature checked
+ * here, once) are the roots, the others untrusted intermediates, as x509_verify_chain_at() treats
+ * them. -EINVAL if the bundle holds no self-signed root. The certificates are referenced, not
+ * copied. One object serves many threads. */
+struct x509_anchors;
+
+#define X509_ANCHORS_CACHE_MAX_CERT (16U * 1024U)
+
+_warn_unused_result_ int x509_anchors_new(STACK_OF(X509) *bundle, struct x509_anchors **ret, struct cnos_err *e);
+void x509_anchors_free(struct x509_anchors *a);
+static inline void x509_anchors_freep(struct x509_anchors **p) {
+        x509_anchors_free(*p);
+}
+
+/* Parses exactly one DER certificate (x509_from_der(), its errors) and verifies that it chains, at
+ * `at`, through the intermediates to a root (x509_verify_chain_at()'s errors). *ret_leaf: a
+ * reference to the parsed certificate.
+ *
+ * A leaf that verified is remembered (lib/cache.h), keyed by its exact DER bytes, with the window
+ * in which every certificate of its chain is valid. The same bytes again, at a time inside that
+ * window, skip the parse and the chain: the roots and intermediates cannot have changed, so only
+ * the time could change the result, and it is checked. At any other time, or for other bytes, the
+ * certificate is parsed and verified again. Only successes are remembered. */
+_warn_unused_result_ int x509_anchors_verify_der(
+                struct x509_anchors *a, const void *der, size_t size, time_t at, X509 **ret_leaf, struct cnos_err *e);
+
+/* For tests: the remembered leaves, and the lookups that found one or not. */
+void x509_anchors_cache_stats(struct x509_anchors *a, size_t *ret_entries, uint64_t *ret_hits, uint64_t *ret_misses);
+
 /* True if the certificate names itself as issuer and its signature verifies with its own key. */
 bool x509_is_self_signed(X509 *c);
 

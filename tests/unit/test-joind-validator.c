@@ -357,6 +357,50 @@ static void test_gce_ek_cert(void **state) {
         softtpm_done(&t);
 }
 
+/* The join service's way: anchors prepared once, which remember the EK certificate. A remembered
+ * certificate still gets every refusal a fresh one gets: the time, and other bytes. */
+static void test_gce_ek_cert_prepared(void **state) {
+        _cleanup_(x509_anchors_freep) struct x509_anchors *a = NULL;
+        struct validator_policy p = gce_policy();
+        const char *check;
+        struct cnos_err e = {};
+        uint8_t *copy;
+        size_t hits;
+
+        assert_int_equal(x509_anchors_new(g.bundle, &a, &e), 0);
+        p.ek_anchors = a;
+        p.ek_ca_bundle = NULL; /* the anchors are used, not the bundle */
+        if (run(&p, gce_evidence(), nonce9009, 2, &check, &e) < 0)
+                fail_msg("%s", e.msg);
+        if (run(&p, gce_evidence(), nonce9009, 2, &check, &e) < 0)
+                fail_msg("%s", e.msg);
+        x509_anchors_cache_stats(a, NULL, &hits, NULL);
+        assert_int_equal(hits, 1);
+
+        p.at = utc(2021, 8, 1);
+        expect_refusal(&p, gce_evidence(), nonce9009, 2, -EKEYEXPIRED, "ek-cert-time", "not yet valid");
+        p.at = utc(2052, 1, 1);
+        expect_refusal(&p, gce_evidence(), nonce9009, 2, -EKEYEXPIRED, "ek-cert-time", "expired");
+        p.at = AT_GOOD;
+
+        /* the remembered certificate with its signature's last byte changed */
+        copy = malloc(g.ak_cert.size);
+        assert_non_null(copy);
+        memcpy(copy, g.ak_cert.data, g.ak_cert.size);
+        copy[g.ak_cert.size - 1] ^= 1;
+        gce_evidence();
+        g.tpm.ek_certificate = (ProtobufCBinaryData) { g.ak_cert.size, copy };
+        expect_refusal(&p, &g.ev, nonce9009, 2, -EKEYREJECTED, "ek-cert", "does not chain");
+        /* a prefix of it */
+        g.tpm.ek_certificate = (ProtobufCBinaryData) { g.ak_cert.size - 1, g.ak_cert.data };
+        expect_refusal(&p, &g.ev, nonce9009, 2, -EKEYREJECTED, "ek-cert", "EK certificate");
+        free(copy);
+
+        /* and the remembered one passes again */
+        if (run(&p, gce_evidence(), nonce9009, 2, &check, &e) < 0)
+                fail_msg("%s", e.msg);
+}
+
 static void test_gce_tampered(void **state) {
         struct validator_policy p = gce_policy();
 
@@ -692,6 +736,7 @@ int main(void) {
                 cmocka_unit_test(test_gce_wrong_binding),
                 cmocka_unit_test(test_gce_pcr_policy),
                 cmocka_unit_test(test_gce_ek_cert),
+                cmocka_unit_test(test_gce_ek_cert_prepared),
                 cmocka_unit_test(test_gce_tampered),
                 cmocka_unit_test(test_state_and_tee),
                 cmocka_unit_test(test_soft_full_round),

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The caches of parsed objects behind the verifiers: PCK certificates and attestation keys in
- * lib/attestation/tdx.c, AK keys (with their Name and verification context) in tpm2-verify.c. What
+ * lib/attestation/tdx.c, AK keys (with their Name and verification context) in tpm2-verify.c, and
+ * the verified leaves of prepared trust anchors (x509_anchors, x509util.c). What
  * must hold, on the real GCE TPM quote and the real SPR TDX quote of TESTDATA:
  *
  *   - identical bytes hit, and the verdict is the one a fresh parse gives;
@@ -566,6 +567,111 @@ static void test_threads(void **state) {
                 free(cases.tpm[i].b.data);
 }
 
+/* A leaf that chained is remembered by its anchors, with its chain's validity window: the same
+ * bytes hit only inside the window; outside it the refusal is the one a fresh verification gives,
+ * every time; other bytes, or other anchors, never see the verdict. (The GCE AK certificate chains
+ * to the GCE EK root through its intermediate, 2021-08-31 to 2051-08-24.) */
+static void test_anchors(void **state) {
+        _cleanup_(x509_anchors_freep) struct x509_anchors *a = NULL, *root_only = NULL, *none = NULL;
+        STACK_OF(X509) *only = sk_X509_new_null(), *no_root = sk_X509_new_null();
+        struct blob tampered = mutated(&g.ak_cert, g.ak_cert.size - 1, (uint8_t) (g.ak_cert.data[g.ak_cert.size - 1] ^ 1));
+        struct stats s0, s1;
+        struct cnos_err e = {};
+        X509 *leaf = NULL, *again = NULL;
+
+        assert_int_equal(x509_anchors_new(g.bundle, &a, &e), 0);
+        x509_anchors_cache_stats(a, &s0.entries, &s0.hits, &s0.misses);
+        assert_int_equal(s0.entries, 0);
+
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size, AT_GCE, &leaf, &e), 0);
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size, utc(2051, 8, 1), &again, &e), 0);
+        assert_ptr_equal(leaf, again); /* the remembered object */
+        X509_free(again);
+        x509_anchors_cache_stats(a, &s1.entries, &s1.hits, &s1.misses);
+        assert_int_equal(s1.entries, 1);
+        assert_delta(s0, s1, 1, 1);
+
+        /* Outside the window: refused with the reason, though the bytes are remembered. */
+        cnos_err_clear(&e);
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size, utc(2052, 1, 1), &again, &e), -EKEYEXPIRED);
+        assert_non_null(strstr(e.msg, "expired"));
+        cnos_err_clear(&e);
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size, utc(2021, 8, 1), &again, &e), -EKEYEXPIRED);
+        assert_non_null(strstr(e.msg, "not yet valid"));
+
+        /* One byte of the signature, a byte more or less: not the remembered bytes. */
+        cnos_err_clear(&e);
+        assert_int_equal(x509_anchors_verify_der(a, tampered.data, tampered.size, AT_GCE, &again, &e), -EKEYREJECTED);
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size - 1, AT_GCE, &again, &e), -EBADMSG);
+        {
+                struct blob longer = { .data = malloc(g.ak_cert.size + 1), .size = g.ak_cert.size + 1 };
+
+                assert_non_null(longer.data);
+                memcpy(longer.data, g.ak_cert.data, g.ak_cert.size);
+                longer.data[g.ak_cert.size] = 0;
+                assert_int_equal(x509_anchors_verify_der(a, longer.data, longer.size, AT_GCE, &again, &e), -EBADMSG);
+                free(longer.data);
+        }
+        x509_anchors_cache_stats(a, &s1.entries, NULL, NULL);
+        assert_int_equal(s1.entries, 1); /* refusals are never remembered */
+
+        /* Other anchors never see this verdict: without the intermediate there is no chain. */
+        assert_true(sk_X509_push(only, g.ca_root) > 0);
+        assert_int_equal(x509_anchors_new(only, &root_only, &e), 0);
+        cnos_err_clear(&e);
+        assert_int_equal(x509_anchors_verify_der(root_only, g.ak_cert.data, g.ak_cert.size, AT_GCE, &again, &e), -EKEYREJECTED);
+        assert_non_null(strstr(e.msg, "local issuer"));
+
+        /* A bundle without a self-signed root is refused when the anchors are made. */
+        assert_true(sk_X509_push(no_root, g.ca_intermediate) > 0);
+        assert_int_equal(x509_anchors_new(no_root, &none, &e), -EINVAL);
+        assert_null(none);
+
+        /* And the remembered leaf still verifies. */
+        assert_int_equal(x509_anchors_verify_der(a, g.ak_cert.data, g.ak_cert.size, AT_GCE, &again, &e), 0);
+        X509_free(again);
+        X509_free(leaf);
+        free(tampered.data);
+        sk_X509_free(only);
+        sk_X509_free(no_root);
+}
+
+static struct x509_anchors *shared_anchors;
+
+static void *anchors_worker(void *arg) {
+        uintptr_t id = (uintptr_t) arg;
+
+        for (int i = 0; i < 50; i++) {
+                struct cnos_err e = {};
+                bool late = (i + id) % 3 == 0;
+                X509 *leaf = NULL;
+                int r;
+
+                r = x509_anchors_verify_der(shared_anchors, g.ak_cert.data, g.ak_cert.size, late ? utc(2052, 1, 1) : AT_GCE,
+                                            &leaf, &e);
+                if (r != (late ? -EKEYEXPIRED : 0))
+                        return (void *) 1;
+                X509_free(leaf);
+        }
+        return NULL;
+}
+
+static void test_anchors_threads(void **state) {
+        pthread_t t[THREADS];
+        struct cnos_err e = {};
+
+        assert_int_equal(x509_anchors_new(g.bundle, &shared_anchors, &e), 0);
+        for (uintptr_t i = 0; i < THREADS; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, anchors_worker, (void *) i), 0);
+        for (size_t i = 0; i < THREADS; i++) {
+                void *wrong;
+
+                assert_int_equal(pthread_join(t[i], &wrong), 0);
+                assert_null(wrong);
+        }
+        x509_anchors_free(shared_anchors);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 /* The hit tests expect empty caches: they run first. */
@@ -576,6 +682,8 @@ int main(void) {
                 cmocka_unit_test(test_tpm_changed_byte),
                 cmocka_unit_test(test_tpm_bound),
                 cmocka_unit_test(test_threads),
+                cmocka_unit_test(test_anchors),
+                cmocka_unit_test(test_anchors_threads),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
