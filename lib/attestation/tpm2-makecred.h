@@ -52,6 +52,21 @@ _warn_unused_result_ int tpm2_make_credential(
                 struct tpm2_credential *ret,
                 struct cnos_err *e);
 
+/* The same, with `key` (not NULL) the EK's public key as an EVP_PKEY: the very key `ek` was derived
+ * from (tpm2_ek_public_from_cert() of the certificate whose X509_get0_pubkey() it is), so the result
+ * is the one tpm2_make_credential() gives. For a verifier that keeps the certificate: the key, and
+ * what OpenSSL caches in it on first use (an RSA key's Montgomery context), is not rebuilt for every
+ * credential. A key of another type than ek is -EINVAL. */
+_warn_unused_result_ int tpm2_make_credential_key(
+                const TPMT_PUBLIC *ek,
+                EVP_PKEY *key,
+                const uint8_t *name,
+                size_t name_size,
+                const uint8_t *secret,
+                size_t secret_size,
+                struct tpm2_credential *ret,
+                struct cnos_err *e);
+
 /* The EK public area of the TCG EK Credential Profile template that fits the certified key: RSA 2048
  * (L-1) and ECC P-256 (L-2) with SHA-256 and AES-128-CFB; ECC P-384 (H-3) with SHA-384, ECC P-521
  * (H-4) with SHA-512, RSA 3072/4096 (H-6/H-7) with SHA-384, each with AES-256-CFB. MakeCredential

@@ -70,6 +70,7 @@ static time_t policy_time(const struct validator_policy *p) {
 
 struct tpm2_state {
         TPMT_PUBLIC ek;         /* from the verified EK certificate */
+        EVP_PKEY *ek_key;       /* that certificate's key (a reference), which ek was derived from */
         TPM2B_NAME ak_name;     /* of the AK that signed the verified quote */
         uint8_t *secret;        /* VALIDATOR_SECRET_SIZE bytes, secure memory, while a challenge is open */
 };
@@ -153,6 +154,13 @@ static int tpm2_verify(struct validator *v, const Cnos__Join__Evidence *ev, cons
         if (r < 0)
                 return refuse(v, "ek-key", e, -EKEYREJECTED, "the EK certificate's key cannot receive a credential: %s",
                               cnos_err_msg(&inner));
+        /* A remembered certificate's key already holds what OpenSSL computes on first use. */
+        s->ek_key = X509_get0_pubkey(ek_cert);
+        if (!s->ek_key || EVP_PKEY_up_ref(s->ek_key) != 1) {
+                s->ek_key = NULL;
+                ERR_clear_error();
+                return refuse(v, "ek-key", e, -EKEYREJECTED, "the EK certificate's key is unreadable");
+        }
 
         /* The quote, the PCR values and the manifest. */
         pcrs = calloc(1, sizeof(*pcrs));
@@ -219,7 +227,8 @@ static int tpm2_challenge(struct validator *v, struct tpm2_credential *ret, stru
                 ERR_clear_error();
                 return cnos_err_set(e, -EIO, "no random bytes for the credential secret");
         }
-        r = tpm2_make_credential(&s->ek, s->ak_name.name, s->ak_name.size, s->secret, VALIDATOR_SECRET_SIZE, ret, &inner);
+        r = tpm2_make_credential_key(&s->ek, s->ek_key, s->ak_name.name, s->ak_name.size, s->secret, VALIDATOR_SECRET_SIZE,
+                                     ret, &inner);
         if (r < 0)
                 return refuse(v, "challenge", e, r, "making the credential failed: %s", cnos_err_msg(&inner));
         return 0;
@@ -244,6 +253,8 @@ static void tpm2_done(struct validator *v) {
 
         secure_free(s->secret);
         s->secret = NULL;
+        EVP_PKEY_free(s->ek_key);
+        s->ek_key = NULL;
 }
 
 static const struct validator_ops tpm2_ops = {
