@@ -7,6 +7,8 @@
 #   make fuzz-check      only the fuzz tier: replay every corpus, then fuzz each target for FUZZ_SECONDS
 #   make bench           benchmarks against baselines run side by side (tests/bench)
 #   make demo            boot a measured UKI in QEMU + OVMF + swtpm and compare with the prediction
+#   make image           the node image (mkosi + images/assemble) into build/images/, every variant
+#   make repro           build the image twice and compare every output byte for byte
 
 BUILD ?= build
 CC ?= cc
@@ -31,7 +33,7 @@ SAN_LDFLAGS := -fsanitize=address,undefined
 endif
 
 GEN := $(BUILD)/gen
-CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Ilib -I$(GEN) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) -ffile-prefix-map=$(CURDIR)=. $(WARN) $(HARDEN) -Ilib -I$(GEN) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--as-needed $(SAN_LDFLAGS) $(LDFLAGS)
 
 # A change of flags (e.g. SANITIZE=1) rebuilds everything.
@@ -65,7 +67,7 @@ ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit fuzz fuzz-check bench demo clean
+.PHONY: all check unit fuzz fuzz-check bench demo image repro clean
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(PROTO_H)
@@ -155,6 +157,13 @@ bench: all $(BENCH_BINS)
 # The README's main job for now: boot a measured UKI and compare prediction with the TPM.
 demo: all
 	BUILD=$(BUILD) tests/e2e/demo
+
+IMAGE_VARIANTS ?= qemu azure gcp aws
+image: all
+	BUILD=$(BUILD) images/build $(IMAGE_VARIANTS)
+
+repro: all
+	BUILD=$(BUILD) images/repro $(IMAGE_VARIANTS)
 
 clean:
 	rm -rf $(BUILD)
