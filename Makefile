@@ -16,7 +16,7 @@ SANITIZE ?=
 FUZZ_SECONDS ?= 10
 TIERS ?= unit integration e2e fuzz
 
-PKGS := libssl libcrypto json-c libprotobuf-c tss2-esys tss2-mu tss2-tctildr tss2-rc
+PKGS := libssl libcrypto json-c libprotobuf-c tss2-esys tss2-mu tss2-tctildr tss2-rc libcryptsetup libcurl blkid
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread
 
