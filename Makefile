@@ -113,7 +113,14 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Imeasurement -Itests -DTESTDATA='"$(abspath ../shared/testdata)"' -c $< -o $@
 
-unit: $(UNIT_BINS) $(ITEST_BINS)
+# The kubelet STAND-IN (tests/e2e/kubelet-standin): not kubelet; the e2e tests deliver it as the
+# hash-pinned "kubelet" component because no kubelet binary can be downloaded here.
+STANDIN := $(BUILD)/tests/cnos-kubelet-standin
+$(STANDIN): tests/e2e/kubelet-standin/kubelet-standin.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS_ALL)) $(LDFLAGS_ALL) -o $@ $< $(shell pkg-config --libs libcrypto)
+
+unit: $(UNIT_BINS) $(ITEST_BINS) $(STANDIN)
 
 check: all unit $(if $(filter fuzz,$(TIERS)),fuzz)
 	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(TIERS)

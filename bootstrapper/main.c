@@ -1,24 +1,36 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* cnos-bootstrapper: the node's program in the initrd. This step: join the cluster - attest to the
- * join service over attested TLS and receive the ticket (disk key, cluster ID, kubelet credentials).
- * Later steps (state disk, PCR 15, handoff) build on the ticket, which lives in locked memory only. */
+/* cnos-bootstrapper: the node's program in the initrd. Join the cluster - attest to the join service
+ * over attested TLS and receive the ticket (disk key, cluster ID, kubelet credentials) - and, with a
+ * state disk, open (or first format) it, bind the node to the cluster in PCR 15 and hand off to
+ * kubelet: credentials onto the state disk, components downloaded and checked against their pins.
+ * The ticket lives in locked memory only. */
 
 #include <ctype.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <sys/prctl.h>
 
 #include "attestation/tpm2.h"
 #include "cmdline.h"
+#include "components.h"
 #include "csr.h"
+#include "handoff.h"
 #include "hex.h"
 #include "joinclient.h"
 #include "log.h"
 #include "serverpolicy.h"
+#include "statedisk.h"
+#include "statefs.h"
 
 #define CMDLINE_JOIN_KEY "cnos.join"
 #define CMDLINE_NODE_KEY "cnos.node"
+#define CMDLINE_STATE_KEY "cnos.state"
+#define STATE_MOUNT_DEFAULT "/sysroot/var"
+#define COMPONENTS_SUBDIR "/lib/cnos/components"
 /* OpenSSL's secure heap (mlock()ed, never dumped) for the kubelet key's private scalar. */
 #define SECURE_HEAP_SIZE (64 * 1024)
 #define SECURE_HEAP_MIN 32
@@ -39,6 +51,10 @@ static struct {
         uint32_t initial_backoff_ms, max_backoff_ms;
         unsigned attempts;
         uint32_t timeout_ms;
+        const char *state_disk;
+        const char *state_mount;
+        const char *components_root;
+        bool integrity;
 } arg = {
         .role = "worker",
         .initial_backoff_ms = BACKOFF_INITIAL_MS_DEFAULT,
@@ -53,7 +69,11 @@ static void help(void) {
                "  --cmdline-file PATH          read the kernel command line from PATH (default /proc/cmdline)\n"
                "  --node-name NAME             node name (default: cnos.node= on the command line, else the hostname)\n"
                "  --role worker|control-plane  (default worker)\n"
-               "  --disk-uuid UUID             the state disk's LUKS2 UUID (required)\n"
+               "  --disk-uuid UUID             join only: the state disk's LUKS2 UUID (without --state-disk)\n"
+               "  --state-disk PATH            the state disk (default: cnos.state= on the command line); never guessed\n"
+               "  --state-mount DIR            where to mount it (default " STATE_MOUNT_DEFAULT ")\n"
+               "  --integrity                  the state disk has (or gets) hmac(sha256) integrity\n"
+               "  --components-root DIR        install components under DIR (default <state-mount>" COMPONENTS_SUBDIR ")\n"
                "  --tee auto|tpm2|sev-snp|tdx  evidence to present (default auto: TDX, then SEV-SNP, then TPM)\n"
                "  --tcti TCTI                  TPM access (default %s)\n"
                "  --eventlog PATH              firmware event log to send (\"\" for none; default per TEE)\n"
@@ -68,7 +88,8 @@ static void help(void) {
                "  --timeout DURATION           connect and each message exchange (default 30s)\n"
                "  -v, --verbose                debug output\n\n"
                "DURATION: N (seconds), Nms, Ns or Nm. Progress goes to stderr; on success the cluster ID\n"
-               "(hex) is printed on stdout. Exit status: 0 joined, 1 refused or failed, 2 usage.\n",
+               "(hex) is printed on stdout. Exit status: 0 joined (and, with a state disk, handed off),\n"
+               "1 refused or failed, 2 usage.\n",
                TPM2_TCTI_DEFAULT, ISSUER_TSM_PATH_DEFAULT);
 }
 
@@ -130,6 +151,10 @@ static int parse_args(int argc, char *argv[]) {
                 ARG_MAX_BACKOFF,
                 ARG_ATTEMPTS,
                 ARG_TIMEOUT,
+                ARG_STATE_DISK,
+                ARG_STATE_MOUNT,
+                ARG_INTEGRITY,
+                ARG_COMPONENTS_ROOT,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -153,6 +178,10 @@ static int parse_args(int argc, char *argv[]) {
                 { "max-backoff", required_argument, NULL, ARG_MAX_BACKOFF },
                 { "attempts", required_argument, NULL, ARG_ATTEMPTS },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "state-disk", required_argument, NULL, ARG_STATE_DISK },
+                { "state-mount", required_argument, NULL, ARG_STATE_MOUNT },
+                { "integrity", no_argument, NULL, ARG_INTEGRITY },
+                { "components-root", required_argument, NULL, ARG_COMPONENTS_ROOT },
                 {},
         };
         unsigned long ul;
@@ -231,6 +260,18 @@ static int parse_args(int argc, char *argv[]) {
                                 return log_error_errno(-EINVAL, "--attempts: \"%s\" is not a number", optarg);
                         arg.attempts = (unsigned) ul;
                         break;
+                case ARG_STATE_DISK:
+                        arg.state_disk = optarg;
+                        break;
+                case ARG_STATE_MOUNT:
+                        arg.state_mount = optarg;
+                        break;
+                case ARG_INTEGRITY:
+                        arg.integrity = true;
+                        break;
+                case ARG_COMPONENTS_ROOT:
+                        arg.components_root = optarg;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -257,13 +298,14 @@ static int node_name_from_hostname(char **ret) {
 /* Everything the join needs, from the options and the kernel command line. Failures here are usage
  * errors (exit status 2). */
 struct setup {
-        char *join, *node;
+        char *join, *node, *state_disk;
         struct server_policy *policy;
 };
 
 static void setup_done(struct setup *s) {
         free(s->join);
         free(s->node);
+        free(s->state_disk);
         server_policy_free(s->policy);
 }
 
@@ -299,11 +341,36 @@ static int setup(struct join_config *ret, struct setup *s) {
                 return log_error_errno(-EINVAL, "node name \"%s\" is not [a-z0-9.-]{1,63}; set --node-name or " CMDLINE_NODE_KEY "=",
                                        c.node_name);
 
-        if (!arg.disk_uuid)
-                return log_error_errno(-EINVAL, "--disk-uuid is required");
-        if (!uuid_is_canonical(arg.disk_uuid))
-                return log_error_errno(-EINVAL, "--disk-uuid: \"%s\" is not a lowercase canonical UUID", arg.disk_uuid);
-        c.disk_uuid = arg.disk_uuid;
+        if (!arg.state_disk && !arg.disk_uuid) {
+                r = cmdline_read_key(arg.cmdline_file, CMDLINE_STATE_KEY, &s->state_disk);
+                if (r >= 0 && !*s->state_disk)
+                        return log_error_errno(-EINVAL, CMDLINE_STATE_KEY "= is empty");
+                if (r < 0 && r != -ENOENT && r != -ENODATA)
+                        return log_error_errno(r, "reading %s: %m", arg.cmdline_file ? arg.cmdline_file : CMDLINE_PATH_DEFAULT);
+                if (r >= 0)
+                        log_info("state disk %s (from the kernel command line)", s->state_disk);
+        }
+        if (arg.state_disk || s->state_disk) {
+                const char *d = arg.state_disk ? arg.state_disk : s->state_disk;
+
+                /* Named, never guessed: an absolute path, a device node in the initrd. */
+                if (d[0] != '/')
+                        return log_error_errno(-EINVAL, "state disk \"%s\" is not an absolute path", d);
+                if (arg.disk_uuid)
+                        return log_error_errno(-EINVAL, "--disk-uuid and a state disk exclude each other: the UUID comes from the disk");
+                if (arg.state_mount && arg.state_mount[0] != '/')
+                        return log_error_errno(-EINVAL, "--state-mount \"%s\" is not an absolute path", arg.state_mount);
+                if (arg.components_root && arg.components_root[0] != '/')
+                        return log_error_errno(-EINVAL, "--components-root \"%s\" is not an absolute path", arg.components_root);
+        } else {
+                if (arg.state_mount || arg.components_root || arg.integrity)
+                        return log_error_errno(-EINVAL, "--state-mount, --components-root and --integrity need a state disk");
+                if (!arg.disk_uuid)
+                        return log_error_errno(-EINVAL, "--disk-uuid is required (or a state disk: --state-disk, " CMDLINE_STATE_KEY "=)");
+                if (!uuid_is_canonical(arg.disk_uuid))
+                        return log_error_errno(-EINVAL, "--disk-uuid: \"%s\" is not a lowercase canonical UUID", arg.disk_uuid);
+                c.disk_uuid = arg.disk_uuid;
+        }
 
         if (strcmp(arg.role, "worker") == 0)
                 c.role = CNOS__JOIN__ROLE__ROLE_WORKER;
@@ -335,21 +402,179 @@ static int setup(struct join_config *ret, struct setup *s) {
         return 0;
 }
 
-static int run(const struct join_config *c) {
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U;
+}
+
+static int join(const struct join_config *c, struct join_ticket **ret) {
+        log_info("joining as node %s (%s), disk %s, via %s%s", c->node_name, arg.role, c->disk_uuid, c->endpoint,
+                 c->server_policy ? ", service must attest" : "");
+        return joinclient_run(c, ret); /* logged */
+}
+
+static int run_join_only(const struct join_config *c) {
         _cleanup_ticket_ struct join_ticket *ticket = NULL;
         char id[JOIN_CLUSTER_ID_SIZE * 2 + 1];
         int r;
 
-        log_info("joining as node %s (%s), disk %s, via %s%s", c->node_name, arg.role, c->disk_uuid, c->endpoint,
-                 c->server_policy ? ", service must attest" : "");
-        r = joinclient_run(c, &ticket);
+        r = join(c, &ticket);
         if (r < 0)
-                return r; /* logged */
-
-        /* The ticket stays in locked memory and is wiped on exit: the later steps (state disk, PCR
-         * 15, handoff) are not part of this program yet, so nothing of it is written anywhere. */
+                return r;
+        /* Without a state disk nothing of the ticket is written anywhere; it is wiped on exit. */
         printf("%s\n", hex_encode(ticket->cluster_id, JOIN_CLUSTER_ID_SIZE, id));
         log_info("joined cluster %s", id);
+        return 0;
+}
+
+/* PCR 15 <- the cluster ID. A TPM named by --tee tpm2 must take it; with --tee auto a machine without
+ * a TPM (SNP, TDX) says so and goes on: its evidence has no PCR 15 to replay. */
+static int bind_cluster(const struct join_config *c, const uint8_t *cluster_id) {
+        _cleanup_tpm2_ struct tpm2 *t = NULL;
+        struct cnos_err e = {};
+        int r;
+
+        if (c->issuer.tee == CNOS__JOIN__TEE__TEE_SEV_SNP || c->issuer.tee == CNOS__JOIN__TEE__TEE_TDX) {
+                log_warning("PCR 15: not extended (%s evidence carries no TPM PCRs)", issuer_tee_to_string(c->issuer.tee));
+                return 0;
+        }
+        r = tpm2_open(c->issuer.tcti, &t, &e);
+        if (r < 0) {
+                /* auto: the join then used SNP or TDX evidence, which has no PCR 15 */
+                if (c->issuer.tee == CNOS__JOIN__TEE__TEE_UNSPECIFIED) {
+                        log_warning("PCR 15: no TPM (%s); the node is not bound in PCR 15", cnos_err_msg(&e));
+                        return 0;
+                }
+                return log_error_errno(r, "PCR 15: %s", cnos_err_msg(&e));
+        }
+        r = tpm2_extend_pcr15(t, cluster_id, &e);
+        if (r < 0)
+                return log_error_errno(r, "PCR 15: %s", cnos_err_msg(&e));
+        log_info("PCR 15 extended with the cluster ID: this boot is bound to the cluster");
+        return 0;
+}
+
+static int run_state(struct join_config *c, const char *disk) {
+        const struct statedisk_options opts = { .integrity = arg.integrity };
+        _cleanup_ticket_ struct join_ticket *ticket = NULL;
+        _cleanup_free_ char *components_root = NULL;
+        const char *mount_dir = arg.state_mount ? arg.state_mount : STATE_MOUNT_DEFAULT;
+        char id[JOIN_CLUSTER_ID_SIZE * 2 + 1], uuid[STATEDISK_UUID_LEN + 1], dev[PATH_MAX];
+        struct components_options co = {};
+        struct statedisk_info info = {};
+        enum statefs_state fs;
+        struct cnos_err e = {};
+        uint64_t t0, t_join, t_disk, t_handoff;
+        int r;
+
+        t0 = now_ms();
+        /* 1. what the disk is, before anything is sent or written */
+        r = statedisk_probe(disk, &opts, &info, &e);
+        if (r < 0)
+                return log_error_errno(r, "state disk refused, not touched: %s", cnos_err_msg(&e));
+        if (info.state == STATEDISK_BLANK) {
+                r = statedisk_uuid_generate(uuid);
+                if (r < 0)
+                        return log_error_errno(r, "cannot generate a disk UUID: %m");
+                log_info("state disk %s: blank%s (%" PRIu64 " MiB); first boot, new disk UUID %s", disk,
+                         info.interrupted ? " - an earlier first boot stopped before its key was set" : "", info.size >> 20, uuid);
+        } else {
+                memcpy(uuid, info.uuid, sizeof(uuid));
+                log_info("state disk %s: LUKS2, %s, header valid, UUID %s", disk, statedisk_state_to_string(info.state), uuid);
+        }
+        c->disk_uuid = uuid;
+
+        /* 2. join for that UUID: the key comes back for it */
+        r = join(c, &ticket);
+        if (r < 0)
+                return r;
+        t_join = now_ms();
+
+        /* 3. the disk: format a blank one, open, finish an interrupted first boot */
+        if (info.state == STATEDISK_BLANK) {
+                r = statedisk_format(disk, uuid, ticket->disk_key, JOIN_DISK_KEY_SIZE, &opts, &e);
+                if (r < 0)
+                        return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
+                log_info("state disk %s: formatted LUKS2 (aes-xts-plain64, 4096-byte sectors%s)", disk,
+                         arg.integrity ? ", hmac(sha256) integrity" : "");
+                info.state = STATEDISK_INITIALISING;
+        }
+        r = statedisk_activate(disk, STATEDISK_MAPPER_NAME, uuid, ticket->disk_key, JOIN_DISK_KEY_SIZE, &opts,
+                               info.state == STATEDISK_INITIALISING, &e);
+        if (r < 0)
+                return log_error_errno(r, "state disk not opened: %s", cnos_err_msg(&e));
+        (void) snprintf(dev, sizeof(dev), "/dev/mapper/%s", STATEDISK_MAPPER_NAME);
+        r = statefs_probe(dev, &fs, &e);
+        if (r < 0)
+                return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
+        if (info.state == STATEDISK_INITIALISING) {
+                if (fs == STATEFS_USED)
+                        return log_error_errno(-EEXIST, "state disk: marked initialising but holds %s; refusing to format it",
+                                               statefs_state_to_string(fs));
+                if (fs == STATEFS_NONE) {
+                        r = statefs_mkfs(dev, NULL, &e);
+                        if (r < 0)
+                                return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
+                        log_info("state disk: ext4 created");
+                }
+                r = statedisk_mark_ready(disk, uuid, &opts, &e);
+                if (r < 0)
+                        return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
+                log_info("state disk: ready");
+        } else if (fs == STATEFS_NONE)
+                return log_error_errno(-EIO, "state disk: ready, but the opened volume holds no ext4; refusing to format it");
+        r = statefs_mount(dev, mount_dir, &e);
+        if (r < 0)
+                return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
+        log_info("state disk mounted on %s", mount_dir);
+        t_disk = now_ms();
+
+        /* 4. PCR 15 */
+        r = bind_cluster(c, ticket->cluster_id);
+        if (r < 0)
+                return r;
+
+        /* 5. handoff */
+        r = handoff_write(mount_dir, ticket, &e);
+        if (r < 0)
+                return log_error_errno(r, "handoff: %s", cnos_err_msg(&e));
+        log_info("handoff: kubelet credentials in %s/" HANDOFF_DIR, mount_dir);
+        if (arg.components_root)
+                components_root = strdup(arg.components_root);
+        else if (asprintf(&components_root, "%s" COMPONENTS_SUBDIR, mount_dir) < 0)
+                components_root = NULL;
+        if (!components_root)
+                return log_oom();
+        co.root = components_root;
+        if (ticket->n_components > 0) {
+                r = mkdir(components_root, 0755) < 0 && errno != EEXIST ? negative_errno() : 0;
+                if (r == 0 && strncmp(components_root, mount_dir, strlen(mount_dir)) == 0) {
+                        /* <mount>/lib/cnos/components: its parents too */
+                        _cleanup_free_ char *p = strdup(components_root);
+
+                        for (char *q = p ? p + strlen(mount_dir) + 1 : NULL; q && (q = strchr(q, '/')); q++) {
+                                *q = 0;
+                                (void) mkdir(p, 0755);
+                                *q = '/';
+                        }
+                        r = mkdir(components_root, 0755) < 0 && errno != EEXIST ? negative_errno() : 0;
+                }
+                if (r < 0)
+                        return log_error_errno(r, "components: mkdir %s: %m", components_root);
+        }
+        r = components_install(ticket, &co, &e);
+        if (r < 0)
+                return log_error_errno(r, "components: %s", cnos_err_msg(&e));
+        for (size_t i = 0; i < ticket->n_components; i++)
+                log_info("component %s installed at %s%s (sha256 verified)", ticket->components[i].url, components_root,
+                         ticket->components[i].install_path);
+        t_handoff = now_ms();
+
+        printf("%s\n", hex_encode(ticket->cluster_id, JOIN_CLUSTER_ID_SIZE, id));
+        log_info("handed off: cluster %s; probe+join %" PRIu64 " ms, disk %" PRIu64 " ms, bind+handoff %" PRIu64 " ms", id,
+                 t_join - t0, t_disk - t_join, t_handoff - t_disk);
         return 0;
 }
 
@@ -377,6 +602,9 @@ int main(int argc, char *argv[]) {
         r = setup(&c, &s);
         if (r < 0)
                 return 2;
-        r = run(&c);
+        if (arg.state_disk || s.state_disk)
+                r = run_state(&c, arg.state_disk ? arg.state_disk : s.state_disk);
+        else
+                r = run_join_only(&c);
         return r < 0 ? 1 : 0;
 }

@@ -914,6 +914,21 @@ int tpm2_pcr_extend(struct tpm2 *t, unsigned pcr, const uint8_t digest[TPM2_SHA2
         return 0;
 }
 
+int tpm2_extend_pcr15(struct tpm2 *t, const uint8_t cluster_id[TPM2_SHA256_SIZE], struct cnos_err *e) {
+        return tpm2_pcr_extend(t, TPM2_CLUSTER_PCR, cluster_id, e);
+}
+
+int tpm2_pcr15_calculate(const uint8_t old[TPM2_SHA256_SIZE], const uint8_t cluster_id[TPM2_SHA256_SIZE], uint8_t ret[TPM2_SHA256_SIZE]) {
+        uint8_t buf[2 * TPM2_SHA256_SIZE];
+        unsigned len = TPM2_SHA256_SIZE;
+
+        if (!old || !cluster_id || !ret)
+                return -EINVAL;
+        memcpy(buf, old, TPM2_SHA256_SIZE);
+        memcpy(buf + TPM2_SHA256_SIZE, cluster_id, TPM2_SHA256_SIZE);
+        return EVP_Digest(buf, sizeof(buf), ret, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
 /* ---- credential activation -------------------------------------------------------------------- */
 
 static void digest_wipe_freep(TPM2B_DIGEST **p) {

@@ -129,6 +129,18 @@ _warn_unused_result_ int tpm2_pcr_read(struct tpm2 *t, uint8_t ret[TPM2_QUOTE_PC
 /* Extends the SHA-256 bank of `pcr` (0-23) with `digest`. Other banks are left alone. */
 _warn_unused_result_ int tpm2_pcr_extend(struct tpm2 *t, unsigned pcr, const uint8_t digest[TPM2_SHA256_SIZE], struct cnos_err *e);
 
+/* "This node belongs to one cluster": extends the SHA-256 bank of PCR 15 with the 32-byte cluster ID
+ * itself as the digest, so PCR 15 becomes SHA-256(old || cluster_id). The ID is already a 32-byte
+ * HKDF-SHA256 output, a digest-sized value; hashing it once more would add nothing, and using it as
+ * is keeps PCR 15 what issuer_bind_cluster() and the join service (which requires it zero) expect.
+ * After this, no quote of this boot can pass a join again, for this or any other cluster. */
+#define TPM2_CLUSTER_PCR 15U
+_warn_unused_result_ int tpm2_extend_pcr15(struct tpm2 *t, const uint8_t cluster_id[TPM2_SHA256_SIZE], struct cnos_err *e);
+
+/* The same, calculated offline: SHA-256(old || cluster_id). */
+_warn_unused_result_ int tpm2_pcr15_calculate(const uint8_t old[TPM2_SHA256_SIZE], const uint8_t cluster_id[TPM2_SHA256_SIZE],
+                                              uint8_t ret[TPM2_SHA256_SIZE]);
+
 /* TPM2_ActivateCredential with the AK as the credentialed object and the EK as the decryption key.
  * `credential_blob` is a marshalled TPM2B_ID_OBJECT and `encrypted_secret` a marshalled
  * TPM2B_ENCRYPTED_SECRET, as TPM2_MakeCredential returns them. On input *ret_len is the size of
