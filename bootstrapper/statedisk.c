@@ -128,7 +128,9 @@ static int sampled_zero(int fd, uint64_t size, uint64_t from, uint64_t *ret_at) 
         tail = MAX(tail, head_end);
         if (from < head_end)
                 GUARD(range_zero(fd, from, head_end - from, buf, ret_at));
-        for (uint64_t off = head_end; off + STATEDISK_SAMPLE_SIZE <= tail; off += STATEDISK_SAMPLE_STEP)
+        /* at every multiple of the step between head and tail */
+        for (uint64_t off = (head_end + STATEDISK_SAMPLE_STEP - 1) / STATEDISK_SAMPLE_STEP * STATEDISK_SAMPLE_STEP;
+             off + STATEDISK_SAMPLE_SIZE <= tail; off += STATEDISK_SAMPLE_STEP)
                 GUARD(range_zero(fd, off, STATEDISK_SAMPLE_SIZE, buf, ret_at));
         tail = MAX(tail, from);
         if (tail < size)
@@ -238,8 +240,9 @@ static int header_validate(struct crypt_device *cd, const struct statedisk_optio
         s = crypt_get_cipher_mode(cd);
         if (!s || strcmp(s, "xts-plain64") != 0)
                 return cnos_err_set(e, -EKEYREJECTED, "cipher: mode %s, not xts-plain64", s ? s : "none");
+        /* a header without keyslot does not tell its key size */
         r = crypt_get_volume_key_size(cd);
-        if (r != (int) (VOLUME_KEY_SIZE + (o->integrity ? INTEGRITY_KEY_SIZE : 0)))
+        if (keyslots > 0 && r != (int) (VOLUME_KEY_SIZE + (o->integrity ? INTEGRITY_KEY_SIZE : 0)))
                 return cnos_err_set(e, -EKEYREJECTED, "key size: %d bits", r * 8);
         r = crypt_get_sector_size(cd);
         if (r != 4096)

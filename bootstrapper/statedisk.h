@@ -10,8 +10,8 @@
  *                 STATEDISK_HEAD_AREA (16 MiB: where every LUKS header, partition table and
  *                 filesystem superblock cnos knows begins, LUKS2's secondary header included), the
  *                 next 16 MiB (the start of a LUKS2 data segment, where a filesystem's first blocks
- *                 land), the last 16 MiB (backup GPT, md/LVM/ZFS tail labels) and 4 KiB every 64 MiB
- *                 in between. A 10 GiB disk costs about 48 MiB + 160 small reads; a whole-disk scan
+ *                 land), the last 16 MiB (backup GPT, md/LVM/ZFS tail labels) and 4 KiB
+ *                 at every multiple of 64 MiB in between. A 10 GiB disk costs about 48 MiB + 160 small reads; a whole-disk scan
  *                 would cost the first boot minutes. Data written only in unread stretches of an
  *                 otherwise empty disk is not seen: no filesystem or volume format writes that way.
  *   INITIALISING  a LUKS2 header that cnos wrote (label "cnos-state", subsystem
