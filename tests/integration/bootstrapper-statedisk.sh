@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# cnos-bootstrapper with a state disk, end to end on the host against the real cnos-joind, up to the
+# point the host cannot go (activating the volume needs device-mapper, which only the VM has):
+#   - a blank file: the bootstrapper generates a UUID, joins with it, formats the disk; luksDump shows
+#     that UUID, and the key the service derives for it (HKDF-SHA256(master, salt, "key-"+UUID), by
+#     `openssl kdf`) opens keyslot 0 (`cryptsetup open --test-passphrase`); then activation fails
+#     with a device-mapper message, exit 1;
+#   - the same disk again: "initialising", header valid, the join uses the header's UUID; nothing
+#     is reformatted (the header's sha256 before = after);
+#   - a foreign (ext4) disk and a tampered (aes-cbc) header: refused before any join, disk unchanged;
+#   - the disk from the kernel command line (cnos.state=).
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/lib/swtpm.sh"
+. "$(dirname "$0")/lib/joind.sh"
+need openssl base64 cryptsetup mkfs.ext4 sha256sum
+
+JOIND=$BIN/cnos-joind
+BOOT=$BIN/cnos-bootstrapper
+[ -x "$JOIND" ] && [ -x "$BOOT" ] || fail "programs not built"
+cd "$T"
+
+swtpm_ca_setup "$T/ekca" cnos-sd
+swtpm_instance "$T/tpm-node" --ca "$T/ekca"
+tcti=$(swtpm_start "$T/tpm-node")
+cat "$T/ekca/issuercert.pem" "$T/ekca/root.pem" >ek-ca.pem
+joind_material sd
+joind_conf 2 8 20s 5s >joind.conf
+"$JOIND" --config joind.conf --ready-file "$T/ready" 2>"$T/joind.log" &
+JOIND_PID=$!
+on_exit 'kill "$JOIND_PID" 2>/dev/null; wait "$JOIND_PID" 2>/dev/null'
+for _ in $(seq 200); do [ -s "$T/ready" ] && break; sleep 0.05; done
+[ -s "$T/ready" ] || { cat "$T/joind.log"; fail "cnos-joind did not start"; }
+endpoint=$(cat "$T/ready")
+
+boot() { # DISK [args...]
+        local d=$1; shift
+        timeout 120 "$BOOT" --tcti "$tcti" --eventlog "" --node-name node-sd --join "$endpoint" --attempts 1 \
+                --state-disk "$d" --state-mount "$T/mnt" "$@"
+}
+joins() { grep -c 'verdict=accepted' "$T/joind.log" || true; }
+
+# --- first boot on a blank disk ---------------------------------------------------------------
+truncate -s 96M disk.img
+rc=0; boot "$T/disk.img" >out1 2>err1 || rc=$?
+cat err1
+assert_eq 1 "$rc" "first boot on the host: exit 1 (no device-mapper to activate)"
+uuid=$(sed -nE 's/.*first boot, new disk UUID ([0-9a-f-]{36})$/\1/p' err1)
+[ -n "$uuid" ] || fail "no UUID announced"
+grep -q "joining as node node-sd (worker), disk $uuid" err1 || fail "the join did not carry the new UUID"
+grep -q "formatted LUKS2 (aes-xts-plain64, 4096-byte sectors)" err1 || fail "not formatted"
+grep -qE "state disk not opened: .*: activation: " err1 || fail "activation did not fail the expected way"
+dump=$(cryptsetup luksDump disk.img)
+assert_eq "$uuid" "$(sed -nE 's/^UUID:[[:space:]]+//p' <<<"$dump")" "luksDump: the header's UUID is the one joined with"
+grep -q "cipher: aes-xts-plain64" <<<"$dump" && grep -q "sector: 4096" <<<"$dump" || fail "luksDump: cipher/sector"
+openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt "hexkey:$JOIND_MASTER" -kdfopt "hexsalt:$JOIND_SALT" \
+        -kdfopt "info:key-$uuid" -binary HKDF >key.bin
+cryptsetup open --test-passphrase --key-file key.bin disk.img || fail "the service's key for $uuid does not open the disk"
+echo "ok: HKDF(master, salt, key-$uuid) opens keyslot 0 (cryptsetup --test-passphrase)"
+grep -c "$(xxd -p -c 64 key.bin)" err1 out1 "$T/joind.log" | grep -v ':0$' && fail "the disk key appears in a log"
+echo "ok: the disk key is in no log"
+
+# --- second boot: initialising, same UUID, no reformat ----------------------------------------
+before=$(sha256sum disk.img | cut -d' ' -f1)
+n=$(joins)
+rc=0; boot "$T/disk.img" >out2 2>err2 || rc=$?
+cat err2
+assert_eq 1 "$rc" "second boot on the host: exit 1 (activation)"
+grep -q "LUKS2, initialising, header valid, UUID $uuid" err2 || fail "not recognised as initialising"
+grep -q "joining as node node-sd (worker), disk $uuid" err2 || fail "the rejoin did not use the header's UUID"
+grep -q "formatted" err2 && fail "reformatted"
+assert_eq "$before" "$(sha256sum disk.img | cut -d' ' -f1)" "second boot: the disk is unchanged"
+assert_eq $((n + 1)) "$(joins)" "second boot: one more accepted join"
+
+# --- refusals before the join, disk unchanged -------------------------------------------------
+truncate -s 96M ext4.img && mkfs.ext4 -q -F ext4.img
+truncate -s 96M cbc.img
+cryptsetup luksFormat -q --type luks2 --label cnos-state --subsystem cnos-ready --cipher aes-cbc-essiv:sha256 \
+        --key-size 256 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file key.bin cbc.img
+for d in ext4 cbc; do
+        before=$(sha256sum $d.img | cut -d' ' -f1)
+        n=$(joins)
+        assert_fails_with "state disk refused, not touched: .*(holds ext4|cipher: mode cbc-essiv)" "$d disk refused" boot "$T/$d.img"
+        assert_eq "$before" "$(sha256sum $d.img | cut -d' ' -f1)" "$d disk unchanged"
+        assert_eq "$n" "$(joins)" "$d disk: no join attempted"
+        grep -q "joining as" "$T/.err" && fail "$d: a join was attempted"
+done
+
+# --- the disk named on the kernel command line ------------------------------------------------
+printf 'ro cnos.state=%s quiet\n' "$T/ext4.img" >cmdline
+assert_fails_with "state disk .*ext4.img \(from the kernel command line\)" "cnos.state= names the disk" \
+        timeout 60 "$BOOT" --tcti "$tcti" --node-name node-sd --join "$endpoint" --cmdline-file cmdline --state-mount "$T/mnt"
+assert_fails_with "exclude each other" "--disk-uuid with a state disk is a usage error" \
+        boot "$T/disk.img" --disk-uuid "$uuid"
+assert_fails_with "not an absolute path" "a relative state disk is a usage error" \
+        "$BOOT" --join "$endpoint" --state-disk disk.img
