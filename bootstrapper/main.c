@@ -283,7 +283,9 @@ static int parse_args(int argc, char *argv[]) {
         return 1;
 }
 
-/* The hostname as a node name: lowercased, as Kubernetes does. */
+/* The hostname as a node name: lowercased, as Kubernetes does. A placeholder hostname (none was
+ * configured or handed out) yields NULL: with a state disk the name is then derived from the disk's
+ * UUID (node_name_from_disk), which is stable across reboots and distinct per node. */
 static int node_name_from_hostname(char **ret) {
         char buf[HOST_NAME_MAX + 1] = {};
 
@@ -291,8 +293,17 @@ static int node_name_from_hostname(char **ret) {
                 return negative_errno();
         for (char *p = buf; *p; p++)
                 *p = (char) tolower((unsigned char) *p);
+        if (!*buf || strcmp(buf, "localhost") == 0 || strcmp(buf, "localhost.localdomain") == 0 || strcmp(buf, "(none)") == 0) {
+                *ret = NULL;
+                return 0;
+        }
         *ret = strdup(buf);
         return *ret ? 0 : -ENOMEM;
+}
+
+/* "node-" and the disk UUID's first 8 hex digits. */
+static void node_name_from_disk(const char *uuid, char ret[static 14]) {
+        snprintf(ret, 14, "node-%.8s", uuid);
 }
 
 /* Everything the join needs, from the options and the kernel command line. Failures here are usage
@@ -337,7 +348,7 @@ static int setup(struct join_config *ret, struct setup *s) {
 
         c.endpoint = arg.join ? arg.join : s->join;
         c.node_name = arg.node_name ? arg.node_name : s->node;
-        if (!node_name_is_valid(c.node_name))
+        if (c.node_name && !node_name_is_valid(c.node_name))
                 return log_error_errno(-EINVAL, "node name \"%s\" is not [a-z0-9.-]{1,63}; set --node-name or " CMDLINE_NODE_KEY "=",
                                        c.node_name);
 
@@ -370,6 +381,8 @@ static int setup(struct join_config *ret, struct setup *s) {
                 if (!uuid_is_canonical(arg.disk_uuid))
                         return log_error_errno(-EINVAL, "--disk-uuid: \"%s\" is not a lowercase canonical UUID", arg.disk_uuid);
                 c.disk_uuid = arg.disk_uuid;
+                if (!c.node_name)
+                        return log_error_errno(-EINVAL, "no node name: the hostname is a placeholder; set --node-name or " CMDLINE_NODE_KEY "=");
         }
 
         if (strcmp(arg.role, "worker") == 0)
@@ -461,7 +474,7 @@ static int run_state(struct join_config *c, const char *disk) {
         _cleanup_ticket_ struct join_ticket *ticket = NULL;
         _cleanup_free_ char *components_root = NULL;
         const char *mount_dir = arg.state_mount ? arg.state_mount : STATE_MOUNT_DEFAULT;
-        char id[JOIN_CLUSTER_ID_SIZE * 2 + 1], uuid[STATEDISK_UUID_LEN + 1], dev[PATH_MAX];
+        char id[JOIN_CLUSTER_ID_SIZE * 2 + 1], uuid[STATEDISK_UUID_LEN + 1], dev[PATH_MAX], derived_name[14];
         struct components_options co = {};
         struct statedisk_info info = {};
         enum statefs_state fs;
@@ -485,6 +498,11 @@ static int run_state(struct join_config *c, const char *disk) {
                 log_info("state disk %s: LUKS2, %s, header valid, UUID %s", disk, statedisk_state_to_string(info.state), uuid);
         }
         c->disk_uuid = uuid;
+        if (!c->node_name) {
+                node_name_from_disk(uuid, derived_name);
+                c->node_name = derived_name;
+                log_info("node name %s (from the disk UUID: the hostname is a placeholder)", derived_name);
+        }
 
         /* 2. join for that UUID: the key comes back for it */
         r = join(c, &ticket);
@@ -549,18 +567,20 @@ static int run_state(struct join_config *c, const char *disk) {
                 return log_oom();
         co.root = components_root;
         if (ticket->n_components > 0) {
-                r = mkdir(components_root, 0755) < 0 && errno != EEXIST ? negative_errno() : 0;
-                if (r == 0 && strncmp(components_root, mount_dir, strlen(mount_dir)) == 0) {
-                        /* <mount>/lib/cnos/components: its parents too */
+                if (strncmp(components_root, mount_dir, strlen(mount_dir)) == 0) {
+                        /* <mount>/lib/cnos/components: its parents below the mount first (a fresh
+                         * state disk has none of them) */
                         _cleanup_free_ char *p = strdup(components_root);
 
-                        for (char *q = p ? p + strlen(mount_dir) + 1 : NULL; q && (q = strchr(q, '/')); q++) {
+                        if (!p)
+                                return log_oom();
+                        for (char *q = p + strlen(mount_dir) + 1; (q = strchr(q, '/')); q++) {
                                 *q = 0;
                                 (void) mkdir(p, 0755);
                                 *q = '/';
                         }
-                        r = mkdir(components_root, 0755) < 0 && errno != EEXIST ? negative_errno() : 0;
                 }
+                r = mkdir(components_root, 0755) < 0 && errno != EEXIST ? negative_errno() : 0;
                 if (r < 0)
                         return log_error_errno(r, "components: mkdir %s: %m", components_root);
         }

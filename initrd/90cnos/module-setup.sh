@@ -9,7 +9,8 @@ check() {
 }
 
 depends() {
-        echo systemd systemd-udevd systemd-veritysetup systemd-networkd dm
+        # systemd-hostnamed: the node's name comes from DHCP (networkd sets it through hostnamed).
+        echo systemd systemd-udevd systemd-veritysetup systemd-networkd systemd-hostnamed dm
         return 0
 }
 
@@ -17,7 +18,10 @@ installkernel() {
         # The state disk (dm-crypt, optionally with dm-integrity), the verity root, the virtual
         # hardware of the supported clouds (QEMU/KVM virtio, GCP gVNIC + virtio-scsi, Azure Hyper-V,
         # AWS Nitro NVMe + ENA) and the TPM (TIS/CRB are built into Debian's kernel).
+        # dm-crypt's aes-xts-plain64 needs the xts template and AES-NI (both modules in Debian's
+        # kernel), integrity's hmac(sha256) authenc.
         instmods dm_crypt dm_integrity dm_verity squashfs ext4 \
+                xts aesni_intel ecb crypto_simd cryptd authenc sha512_generic \
                 virtio_pci virtio_blk virtio_scsi virtio_net virtio_console \
                 nvme ena gve hv_vmbus hv_storvsc hv_netvsc sd_mod \
                 tpm_crb tpm_tis

@@ -6,13 +6,22 @@
  *   - the kubeconfig names a server, a CA, a client certificate and key (paths relative to it);
  *   - the client certificate chains to the cluster CA;
  *   - the certificate matches its private key;
- *   - the server is the one issued (--expect-server);
+ *   - the server is the one issued (--expect-server; without it the OK line names the server, and
+ *     the test that delivered the stand-in compares it with the one it issued);
  *   - with --config, a KubeletConfiguration whose x509 clientCAFile is that same CA.
  * It prints one line, "cnos-kubelet-standin: OK ..." or "cnos-kubelet-standin: FAIL <why>", and
- * exits 0 or 1. Only OpenSSL's libcrypto is used; the parser understands the YAML the handoff
+ * exits 0 or 1. After OK it also keeps a boot marker next to the kubelet directory
+ * (<kubeconfig dir>/../cnos-kubelet-standin.marker): a random token written and fsync()ed on the first
+ * start, read back on later ones, printed as "cnos-kubelet-standin: marker new|found TOKEN", so the
+ * end-to-end tests can show the encrypted state disk keeps data across reboots. Started the way
+ * kubelet.service starts a kubelet (with --container-runtime-endpoint), it then stays running like
+ * the daemon it stands in for, instead of exiting into systemd's restart loop. Only OpenSSL's libcrypto is used; the parser understands the YAML the handoff
  * writes ("key: value" lines, values optionally double-quoted), nothing more. */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <openssl/err.h>
@@ -35,6 +44,50 @@ __attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...) {
         va_end(ap);
         printf("\n");
         return 1;
+}
+
+static void resolve(const char *base_file, const char *p, char *out, size_t out_size);
+
+/* The boot marker (see the top of this file). */
+static int marker(const char *kubeconfig) {
+        char path[4096], dir[4096], token[65] = "";
+        unsigned char raw[16];
+        FILE *f;
+        int fd, r;
+
+        resolve(kubeconfig, "../cnos-kubelet-standin.marker", path, sizeof(path));
+        f = fopen(path, "re");
+        if (f) {
+                bool ok = fgets(token, sizeof(token), f) != NULL;
+
+                fclose(f);
+                token[strcspn(token, "\n")] = 0;
+                if (!ok || !*token)
+                        return fail("marker %s is empty", path);
+                printf(NAME ": marker found %s\n", token);
+                return 0;
+        }
+        if (errno != ENOENT)
+                return fail("cannot read marker %s: %s", path, strerror(errno));
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
+                return fail("no random bytes for the marker");
+        for (size_t i = 0; i < sizeof(raw); i++)
+                snprintf(token + 2 * i, 3, "%02x", raw[i]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return fail("cannot create marker %s: %s", path, strerror(errno));
+        r = dprintf(fd, "cnos-marker-%s\n", token) < 0 || fsync(fd) < 0;
+        close(fd);
+        snprintf(dir, sizeof(dir), "%s", path);
+        fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+                r |= fsync(fd) < 0;
+                close(fd);
+        }
+        if (r)
+                return fail("cannot write marker %s", path);
+        printf(NAME ": marker new cnos-marker-%s\n", token);
+        return 0;
 }
 
 /* The value of the first "KEY: value" line (any indentation) in `path`, unquoted. */
@@ -99,10 +152,13 @@ int main(int argc, char *argv[]) {
                 { "kubeconfig", required_argument, NULL, 'k' },
                 { "config", required_argument, NULL, 'c' },
                 { "expect-server", required_argument, NULL, 's' },
+                /* What kubelet.service passes a real kubelet; the stand-in runs no containers. */
+                { "container-runtime-endpoint", required_argument, NULL, 'r' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *kubeconfig = NULL, *config = NULL, *expect = NULL;
+        bool as_service = false;
         char server[512], ca_rel[512], crt_rel[512], key_rel[512], ca[4096], crt[4096], key[4096], cn[256] = "";
         X509 *ca_cert = NULL, *cert = NULL;
         EVP_PKEY *pkey = NULL;
@@ -111,6 +167,8 @@ int main(int argc, char *argv[]) {
         FILE *f;
         int c, rc = 1;
 
+        /* Line by line: as a service its stdout is the journal's stream, and it never exits. */
+        setvbuf(stdout, NULL, _IOLBF, 0);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'k':
@@ -122,16 +180,19 @@ int main(int argc, char *argv[]) {
                 case 's':
                         expect = optarg;
                         break;
+                case 'r':
+                        as_service = true;
+                        break;
                 case 'h':
-                        printf("Usage: " NAME " --kubeconfig FILE --expect-server URL [--config FILE]\n"
+                        printf("Usage: " NAME " --kubeconfig FILE [--expect-server URL] [--config FILE]\n"
                                "A stand-in for kubelet: checks its credentials, prints OK or FAIL, exits.\n");
                         return 0;
                 default:
                         return 2;
                 }
         }
-        if (!kubeconfig || !expect) {
-                fprintf(stderr, NAME ": --kubeconfig and --expect-server are required\n");
+        if (!kubeconfig) {
+                fprintf(stderr, NAME ": --kubeconfig is required\n");
                 return 2;
         }
 
@@ -141,7 +202,7 @@ int main(int argc, char *argv[]) {
             !yaml_get(kubeconfig, "client-certificate", crt_rel, sizeof(crt_rel)) ||
             !yaml_get(kubeconfig, "client-key", key_rel, sizeof(key_rel)))
                 return fail("%s: certificate-authority, client-certificate or client-key missing", kubeconfig);
-        if (strcmp(server, expect) != 0)
+        if (expect && strcmp(server, expect) != 0)
                 return fail("server is %s, not the issued %s", server, expect);
         resolve(kubeconfig, ca_rel, ca, sizeof(ca));
         resolve(kubeconfig, crt_rel, crt, sizeof(crt));
@@ -204,7 +265,11 @@ int main(int argc, char *argv[]) {
         }
         X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
         printf(NAME ": OK %s, certificate chains to the cluster CA and matches its key, server %s\n", cn, server);
-        rc = 0;
+        fflush(stdout);
+        rc = marker(kubeconfig);
+        if (rc == 0 && as_service)
+                for (;;)
+                        pause();
 out:
         X509_STORE_CTX_free(ctx);
         X509_STORE_free(store);
