@@ -15,7 +15,10 @@
  *   issuer        the cluster CA, signed with SHA-256 (or the key's only digest, e.g. Ed25519)
  *
  * The CA key file must be private (mode 0600/0400, ours: secrets_check_private_fd()); its key is
- * read through secure memory. Requested extensions in the CSR are ignored. */
+ * read through secure memory. Requested extensions in the CSR are ignored.
+ *
+ * The bootstrapper's own CSRs (EC P-256, ECDSA-SHA256, DER, no attributes) are read by csr.h without
+ * OpenSSL's key decoder; every other CSR goes through d2i_X509_REQ(). The rules are the same. */
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -35,15 +38,21 @@
 #define CA_RSA_MIN_BITS 2048
 #define CA_RSA_MAX_BITS 8192
 
+/* ca->exts: built once by ca_load(); subjectKeyIdentifier goes between EKU and AKID per certificate. */
+enum { CA_EXT_BC, CA_EXT_KU, CA_EXT_EKU, CA_EXT_AKID, CA_EXT_MAX };
+
 struct joind_ca {
         X509 *cert;
         EVP_PKEY *key;
         uint8_t *cert_der; /* the certificate as it goes into every ticket */
         size_t cert_der_size;
+        time_t not_after; /* the CA certificate's */
+        X509_EXTENSION *exts[CA_EXT_MAX];
 };
 
 /* Loads and checks the CA: a CA certificate (basicConstraints CA:TRUE, keyCertSign when keyUsage is
- * present) and the private key that matches it. */
+ * present, a subjectKeyIdentifier for the issued certificates' authorityKeyIdentifier) and the
+ * private key that matches it. */
 _warn_unused_result_ int ca_load(const char *cert_path, const char *key_path, struct joind_ca **ret, struct cnos_err *e);
 void ca_free(struct joind_ca *ca);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct joind_ca *, ca_free);

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -46,6 +47,8 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *v) {
         X509_EXTENSION_free(ext);
 }
 
+static bool ca_skid = true; /* make_ca_cert() adds a subjectKeyIdentifier */
+
 static X509 *make_ca_cert(EVP_PKEY *key, const char *cn, bool is_ca, time_t not_after) {
         X509 *x = X509_new();
 
@@ -59,7 +62,8 @@ static X509 *make_ca_cert(EVP_PKEY *key, const char *cn, bool is_ca, time_t not_
         X509_set_pubkey(x, key);
         add_ext(x, x, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
         add_ext(x, x, NID_key_usage, is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");
-        add_ext(x, x, NID_subject_key_identifier, "hash");
+        if (ca_skid)
+                add_ext(x, x, NID_subject_key_identifier, "hash");
         assert_true(X509_sign(x, key, EVP_sha256()) > 0);
         return x;
 }
@@ -390,6 +394,143 @@ static void test_load_refusals(void **state) {
         EVP_PKEY_free(other);
 }
 
+/* The extensions are byte for byte what OpenSSL's configuration strings make for this certificate
+ * and CA (what ca.c built per certificate before it built them once), in the same order, for the
+ * bootstrapper's P-256 requests (csr.h) and for the others (d2i_X509_REQ()). */
+static void check_extensions_as_configured(X509 *x) {
+        static const struct {
+                int nid;
+                const char *value;
+        } want[] = {
+                { NID_basic_constraints, "critical,CA:FALSE" },
+                { NID_key_usage, "critical,digitalSignature" },
+                { NID_ext_key_usage, "clientAuth" },
+                { NID_subject_key_identifier, "hash" },
+                { NID_authority_key_identifier, "keyid:always" },
+        };
+        X509V3_CTX ctx;
+
+        assert_int_equal(X509_get_ext_count(x), (int) ELEMENTSOF(want));
+        X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, want[i].nid, want[i].value);
+                unsigned char *a = NULL, *b = NULL;
+                int na, nb;
+
+                assert_non_null(ext);
+                na = i2d_X509_EXTENSION(ext, &a);
+                nb = i2d_X509_EXTENSION(X509_get_ext(x, (int) i), &b);
+                assert_true(na > 0);
+                assert_int_equal(na, nb);
+                assert_memory_equal(a, b, (size_t) na);
+                OPENSSL_free(a);
+                OPENSSL_free(b);
+                X509_EXTENSION_free(ext);
+        }
+}
+
+static void test_extensions_as_configured(void **state) {
+        X509 *x = issue(p256, "O=system:nodes/CN=system:node:n", "n", CA_VALIDITY_DEFAULT);
+
+        check_extensions_as_configured(x);
+        X509_free(x);
+        x = issue(rsa2048, "CN=system:node:n", "n", CA_VALIDITY_DEFAULT);
+        check_extensions_as_configured(x);
+        X509_free(x);
+}
+
+/* P-256 requests the fast reader declines still go through OpenSSL's path, with its verdicts. */
+static void test_p256_other_shapes(void **state) {
+        _cleanup_free_ uint8_t *csr = NULL, *der = NULL;
+        EVP_PKEY *k = keygen("EC", "P-256");
+        STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+        X509_REQ *req = X509_REQ_new();
+        unsigned char *rder = NULL;
+        struct cnos_err e = {};
+        size_t size, der_size;
+        const unsigned char *p;
+        X509 *x;
+        int n;
+
+        /* a compressed point: issued, with the request's key as it is */
+        assert_int_equal(EVP_PKEY_set_utf8_string_param(k, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"), 1);
+        x = issue(k, "CN=system:node:n", "n", CA_VALIDITY_DEFAULT);
+        assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), k), 1);
+        check_extensions_as_configured(x);
+        X509_free(x);
+
+        /* requested extensions: issued, and ignored */
+        assert_int_equal(EVP_PKEY_set_utf8_string_param(k, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "uncompressed"), 1);
+        assert_int_equal(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+                                                    (const unsigned char *) "system:node:n", -1, -1, 0), 1);
+        assert_int_equal(X509_REQ_set_pubkey(req, k), 1);
+        assert_true(sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE")) > 0);
+        assert_int_equal(X509_REQ_add_extensions(req, exts), 1);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        assert_true(X509_REQ_sign(req, k, EVP_sha256()) > 0);
+        n = i2d_X509_REQ(req, &rder);
+        assert_true(n > 0);
+        assert_int_equal(ca_sign_csr(ca, rder, (size_t) n, "n", CA_VALIDITY_DEFAULT, NOW, &der, &der_size, &e), 0);
+        p = der;
+        x = d2i_X509(NULL, &p, (long) der_size);
+        assert_non_null(x);
+        assert_int_equal(X509_check_ca(x), 0);
+        check_extensions_as_configured(x);
+        X509_free(x);
+        OPENSSL_free(rder);
+        X509_REQ_free(req);
+
+        /* the bootstrapper's shape with a bad signature: refused by the fast reader, same reason */
+        csr = make_csr(k, "CN=system:node:n", EVP_sha256(), &size);
+        csr[size - 5] ^= 0x01;
+        cnos_err_clear(&e);
+        assert_int_equal(sign_status(csr, size, "n", &e), -EKEYREJECTED);
+        assert_non_null(strstr(e.msg, "self-signature does not verify"));
+        csr[size - 5] ^= 0x01;
+        /* a bad signature and a wrong subject: the signature is named, as before */
+        free(csr);
+        csr = make_csr(k, "CN=system:node:other", EVP_sha256(), &size);
+        csr[size - 5] ^= 0x01;
+        cnos_err_clear(&e);
+        assert_int_equal(sign_status(csr, size, "n", &e), -EKEYREJECTED);
+        /* a point off the curve: OpenSSL's path, and its reason */
+        free(csr);
+        csr = make_csr(k, "CN=system:node:n", EVP_sha256(), &size);
+        for (size_t i = 0; i + 2 < size; i++)
+                if (csr[i] == 0x03 && csr[i + 1] == 0x42 && csr[i + 2] == 0x00) {
+                        csr[i + 3 + 64] ^= 0x01;
+                        break;
+                }
+        cnos_err_clear(&e);
+        assert_int_equal(sign_status(csr, size, "n", &e), -EBADMSG);
+        if (!strstr(e.msg, "unreadable public key"))
+                fail_msg("off-curve: %s", e.msg);
+        EVP_PKEY_free(k);
+}
+
+/* A CA certificate without a subjectKeyIdentifier cannot name itself in the certificates it would
+ * issue (authorityKeyIdentifier keyid:always): refused at load, not at every join. */
+static void test_load_needs_skid(void **state) {
+        EVP_PKEY *k = keygen("EC", "P-256");
+        X509 *cert;
+        char cp[300], kp[300];
+        struct joind_ca *c = NULL;
+        struct cnos_err e = {};
+
+        ca_skid = false;
+        cert = make_ca_cert(k, "CA without SKID", true, NOW + 86400);
+        ca_skid = true;
+        snprintf(cp, sizeof(cp), "%s/noskid.pem", dir);
+        snprintf(kp, sizeof(kp), "%s/noskid.key", dir);
+        write_pem(cp, cert, NULL, 0644);
+        write_pem(kp, NULL, k, 0600);
+        assert_int_equal(ca_load(cp, kp, &c, &e), -EINVAL);
+        assert_non_null(strstr(e.msg, "subjectKeyIdentifier"));
+        assert_null(c);
+        X509_free(cert);
+        EVP_PKEY_free(k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_issue_p256),
@@ -401,6 +542,9 @@ int main(void) {
                 cmocka_unit_test(test_refuse_malformed),
                 cmocka_unit_test(test_clamped_to_ca),
                 cmocka_unit_test(test_load_refusals),
+                cmocka_unit_test(test_extensions_as_configured),
+                cmocka_unit_test(test_p256_other_shapes),
+                cmocka_unit_test(test_load_needs_skid),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
