@@ -43,11 +43,20 @@ static bool mapping_flags(const void *p, bool *ret_locked, bool *ret_dontdump) {
         return found;
 }
 
+/* AddressSanitizer turns mlock() into a no-op (it says so at start-up): under it, only the
+ * dontdump half can be checked. */
+#ifdef __SANITIZE_ADDRESS__
+#define MLOCK_WORKS false
+#else
+#define MLOCK_WORKS true
+#endif
+
 static void assert_locked_nodump(const void *p) {
         bool locked = false, dontdump = false;
 
         assert_true(mapping_flags(p, &locked, &dontdump));
-        assert_true(locked);
+        if (MLOCK_WORKS)
+                assert_true(locked);
         assert_true(dontdump);
 }
 
