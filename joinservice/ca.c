@@ -149,7 +149,6 @@ bool ca_node_name_valid(const char *name) {
         return name[0] != '.' && name[0] != '-' && name[n - 1] != '.' && name[n - 1] != '-';
 }
 
-
 static bool name_entry_is(X509_NAME_ENTRY *ne, const char *want) {
         ASN1_STRING *s = X509_NAME_ENTRY_get_data(ne);
         size_t n = strlen(want);
