@@ -116,7 +116,7 @@ node_boot_start() { # NAME DISK LOG
                 -device virtio-net-pci,netdev=net0,romfile= \
                 -serial "file:$log" -monitor "unix:$NODE_MONITOR,server,nowait" </dev/null >"$log.qemu" 2>&1 &
         NODE_PID=$!
-        on_exit "kill $NODE_PID 2>/dev/null; wait $NODE_PID 2>/dev/null"
+        on_exit "pkill -KILL -P $NODE_PID 2>/dev/null; kill $NODE_PID 2>/dev/null; wait $NODE_PID 2>/dev/null"
 }
 
 node_console() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g'; }
@@ -133,15 +133,19 @@ node_wait() { # LOG PATTERN SECS
 
 node_exited() { ! kill -0 "$NODE_PID" 2>/dev/null; }
 
-node_powerdown() { # waits for QEMU to exit after the ACPI power button
+# The ACPI power button, then up to 60 s for a clean shutdown; after that the power is cut (the
+# state disk must survive either: the stand-in fsync()s its marker).
+node_powerdown() {
         echo system_powerdown | socat - "UNIX-CONNECT:$NODE_MONITOR" >/dev/null 2>&1 || true
         local i
-        for i in $(seq 180); do node_exited && break; sleep 1; done
-        node_exited || node_kill
+        for i in $(seq 60); do node_exited && break; sleep 1; done
+        if node_exited; then echo "node: powered off cleanly"; else echo "node: no clean shutdown in 60 s, cutting the power"; node_kill; fi
         wait "$NODE_PID" 2>/dev/null || true
 }
 
+# Power loss: QEMU (the child of `timeout`) gets SIGKILL.
 node_kill() {
+        pkill -KILL -P "$NODE_PID" 2>/dev/null || true
         kill -KILL "$NODE_PID" 2>/dev/null || true
         wait "$NODE_PID" 2>/dev/null || true
 }
