@@ -112,16 +112,6 @@ static void no_start(struct cluster *c) { c->http.start = 0; }
 static void bad_name(struct cluster *c) { strcpy(c->nodes[1].name, "../etc"); }
 static void dup_name(struct cluster *c) { strcpy(c->nodes[1].name, "worker-1"); }
 static void provider(struct cluster *c) { free(c->provider); c->provider = strdup("azure"); }
-static void too_many(struct cluster *c) {
-        /* the writer does not check; the reader must */
-        c->n_nodes = CLUSTER_NODES_MAX;
-        for (size_t i = 0; i < CLUSTER_NODES_MAX; i++) {
-                snprintf(c->nodes[i].name, sizeof(c->nodes[i].name), "w%zu", i);
-                c->nodes[i].qemu = c->nodes[0].qemu;
-                c->nodes[i].swtpm = c->nodes[0].swtpm;
-        }
-}
-
 static void test_refusals(void **state) {
         refused(pid_one, "joind: pid 1 is out of range");
         refused(pid_negative, "node worker-2: qemu: pid -5");
@@ -130,7 +120,6 @@ static void test_refusals(void **state) {
         refused(bad_name, "name \"../etc\" is not");
         refused(dup_name, "given twice");
         refused(provider, "provider \"azure\" is not qemu");
-        (void) too_many; /* CLUSTER_NODES_MAX itself is allowed; one more is tested below */
 }
 
 static void test_refusals_text(void **state) {
