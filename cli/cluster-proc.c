@@ -117,8 +117,11 @@ int proc_spawn(const struct spawn *s, struct cluster_proc *ret) {
                 fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
                         goto fail;
-                if (s->log) {
-                        fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
+                /* A daemon never keeps the caller's stdout: a pipe (`cnos cluster create | tee`) would
+                 * never see its end while the cluster runs. */
+                if (s->log || s->own_session) {
+                        fd = s->log ? open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644)
+                                    : open("/dev/null", O_WRONLY | O_CLOEXEC);
                         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
                                 goto fail;
                 }

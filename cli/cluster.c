@@ -431,7 +431,7 @@ static int socket_exists(const char *path, unsigned *unused) {
 
 static int start_node(struct cluster *c, struct cluster_node *nd, const char *image, uint64_t disk_size) {
         _cleanup_free_ char *nodedir = NULL, *disk = NULL, *vars = NULL, *console = NULL, *qlog = NULL, *mon = NULL, *sock = NULL,
-                            *tpmstate = NULL, *tpmctrl = NULL, *tpmlog = NULL, *drv_code = NULL, *drv_vars = NULL, *chardev = NULL,
+                            *tpmstate = NULL, *tpmctrl = NULL, *tpmlog = NULL, *swtpmout = NULL, *drv_code = NULL, *drv_vars = NULL, *chardev = NULL,
                             *drv_disk = NULL, *drv_state = NULL, *netdev = NULL, *serial = NULL, *monitor = NULL;
         _cleanup_free_ uint8_t *vars_data = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -442,7 +442,8 @@ static int start_node(struct cluster *c, struct cluster_node *nd, const char *im
             asprintf(&vars, "%s/OVMF_VARS.fd", nodedir) < 0 || asprintf(&console, "%s/console.log", nodedir) < 0 ||
             asprintf(&qlog, "%s/qemu.log", nodedir) < 0 || asprintf(&mon, "%s/monitor", nodedir) < 0 ||
             asprintf(&sock, "%s/swtpm.sock", nodedir) < 0 || asprintf(&tpmstate, "dir=%s/tpm/state", nodedir) < 0 ||
-            asprintf(&tpmctrl, "type=unixio,path=%s", sock) < 0 || asprintf(&tpmlog, "file=%s/swtpm.log,level=1", nodedir) < 0)
+            asprintf(&tpmctrl, "type=unixio,path=%s", sock) < 0 || asprintf(&tpmlog, "file=%s/swtpm.log,level=1", nodedir) < 0 ||
+            asprintf(&swtpmout, "%s/swtpm.out", nodedir) < 0)
                 return log_oom();
 
         /* a sparse state disk: the node formats it (LUKS2) on its first boot */
@@ -463,6 +464,7 @@ static int start_node(struct cluster *c, struct cluster_node *nd, const char *im
         /* swtpm: the node's TPM, ends when QEMU disconnects (--terminate) */
         r = proc_spawn(&(struct spawn) { .argv = (const char *const[]) { "swtpm", "socket", "--tpm2", "--tpmstate", tpmstate, "--ctrl",
                                                                          tpmctrl, "--log", tpmlog, "--terminate", NULL },
+                                         .log = swtpmout,
                                          .exe_name = "swtpm",
                                          .own_session = true },
                        &nd->swtpm);
