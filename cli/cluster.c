@@ -483,7 +483,7 @@ static int start_node(struct cluster *c, struct cluster_node *nd, const char *im
             asprintf(&chardev, "socket,id=chrtpm,path=%s", sock) < 0 ||
             asprintf(&drv_disk, "if=none,id=disk0,format=raw,readonly=on,file=%s", image) < 0 ||
             asprintf(&drv_state, "if=none,id=state,format=raw,file=%s,cache=writeback", disk) < 0 ||
-            asprintf(&netdev, "user,id=net0,hostname=%s,guestfwd=tcp:" JOIN_GUEST_ADDR "-cmd:socat - TCP:127.0.0.1:%u", nd->name,
+            asprintf(&netdev, "user,id=net0,hostname=%s,guestfwd=tcp:" JOIN_GUEST_ADDR "-cmd:socat -lf /dev/null - TCP:127.0.0.1:%u", nd->name,
                      c->joind_port) < 0 ||
             asprintf(&serial, "file:%s", console) < 0 || asprintf(&monitor, "unix:%s,server,nowait", mon) < 0)
                 return log_oom();

@@ -82,4 +82,8 @@ for log in "$T/boot1.log" "$T/boot2.log" "$JOIND_LOG"; do
         if grep -qiF -e "$key" -e "$b64" -e "$master" "$log"; then fail "$(basename "$log") holds key material"; fi
 done
 echo "ok: no disk key or master secret (hex or base64) in the consoles or the service's log"
+for b in 1 2; do
+        timing=$(node_console "$T/boot$b.log" | grep -o 'handed off: cluster [0-9a-f]*; .*' | sed 's/cluster [0-9a-f]*; //' || true)
+        echo "bootstrapper, boot $b (1 GiB state disk): ${timing:-no timing line}"
+done
 echo "node lifecycle: first boot $((t1 - t0)) s to kubelet"

@@ -102,6 +102,8 @@ node_boot_start() { # NAME DISK LOG
         cp "$VM_OVMF_VARS" "$vars"
         : >"$log"
         NODE_MONITOR=$NODE_DIR/$name.monitor
+        # guestfwd: slirp hands the command the guest's socket as stdin, stdout and stderr, so socat
+        # must not log (its messages would reach the guest's TLS stack as bytes).
         timeout -k 10 "${NODE_TIMEOUT:-900}" qemu-system-x86_64 \
                 -M q35 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
                 -drive "if=pflash,format=raw,unit=0,readonly=on,file=$VM_OVMF_CODE" \
@@ -112,7 +114,7 @@ node_boot_start() { # NAME DISK LOG
                 -device virtio-blk-pci,drive=disk0,bootindex=0 \
                 -drive "if=none,id=state,format=raw,file=$disk,cache=writeback" \
                 -device virtio-blk-pci,drive=state,serial=cnos-state \
-                -netdev "user,id=net0,hostname=$name,guestfwd=tcp:10.0.2.100:9000-cmd:socat - TCP:127.0.0.1:$JOIND_PORT" \
+                -netdev "user,id=net0,hostname=$name,guestfwd=tcp:10.0.2.100:9000-cmd:socat -lf /dev/null - TCP:127.0.0.1:$JOIND_PORT" \
                 -device virtio-net-pci,netdev=net0,romfile= \
                 -serial "file:$log" -monitor "unix:$NODE_MONITOR,server,nowait" </dev/null >"$log.qemu" 2>&1 &
         NODE_PID=$!
