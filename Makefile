@@ -8,6 +8,7 @@
 #   make bench           benchmarks against baselines run side by side (tests/bench)
 #   make demo            boot a measured UKI in QEMU + OVMF + swtpm and compare with the prediction
 #   make image           the node image (mkosi + images/assemble) into build/images/, every variant
+#   make cluster         the main job: image (if stale) + `cnos cluster create` of one attested node
 #   make repro           build the image twice and compare every output byte for byte
 
 BUILD ?= build
@@ -67,7 +68,7 @@ ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit fuzz fuzz-check bench demo image repro clean
+.PHONY: all check unit fuzz fuzz-check bench demo image repro cluster clean
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(PROTO_H)
@@ -171,6 +172,14 @@ image: all
 
 repro: all
 	BUILD=$(BUILD) images/repro $(IMAGE_VARIANTS)
+
+# One worker by default (WORKERS=N for more): each node is a QEMU VM under TCG here, minutes apiece.
+WORKERS ?= 1
+CLUSTER_DIR ?= $(BUILD)/cluster
+cluster: all $(STANDIN)
+	BUILD=$(BUILD) images/build --if-stale $(IMAGE_VARIANTS)
+	$(BUILD)/bin/cnos cluster create --provider qemu --workers $(WORKERS) --dir $(CLUSTER_DIR)
+	@echo "cluster up: $(BUILD)/bin/cnos cluster status --dir $(CLUSTER_DIR); stop it with: $(BUILD)/bin/cnos cluster destroy --dir $(CLUSTER_DIR)"
 
 clean:
 	rm -rf $(BUILD)
