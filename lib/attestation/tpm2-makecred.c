@@ -236,9 +236,9 @@ static int check_ek(const TPMT_PUBLIC *ek, struct cnos_err *e) {
         return 0;
 }
 
-static int make_credential(
+int tpm2_make_credential_key(
                 const TPMT_PUBLIC *ek,
-                EVP_PKEY *given_key,
+                EVP_PKEY *key,
                 const uint8_t *name,
                 size_t name_size,
                 const uint8_t *secret,
@@ -247,8 +247,6 @@ static int make_credential(
                 struct cnos_err *e) {
 
         _cleanup_secure_ struct secrets *s = NULL;
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *built = NULL;
-        EVP_PKEY *key = given_key;
         _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *cctx = NULL;
         struct tpm2_credential c = {};
         uint8_t *id, *enc, iv[16] = {};
@@ -256,6 +254,8 @@ static int make_credential(
         int h, name_h, len1 = 0, len2 = 0, r;
         uint16_t key_bits;
 
+        if (!key)
+                return cnos_err_set(e, -EINVAL, "tpm: makecredential: no key");
         if (!ek || !name || !secret || !ret)
                 return cnos_err_set(e, -EINVAL, "tpm: makecredential: invalid arguments");
         GUARD(check_ek(ek, e));
@@ -270,12 +270,7 @@ static int make_credential(
         if (secret_size == 0 || secret_size > n)
                 return cnos_err_set(e, -EINVAL, "tpm: makecredential: the secret is %zu bytes, it must be 1 to %zu", secret_size, n);
 
-        if (!key) {
-                r = tpm2_public_to_pkey(ek, &built, e);
-                if (r < 0)
-                        return r;
-                key = built;
-        } else if (EVP_PKEY_get_base_id(key) != (ek->type == TPM2_ALG_RSA ? EVP_PKEY_RSA : EVP_PKEY_EC))
+        if (EVP_PKEY_get_base_id(key) != (ek->type == TPM2_ALG_RSA ? EVP_PKEY_RSA : EVP_PKEY_EC))
                 return cnos_err_set(e, -EINVAL, "tpm: makecredential: the key is not of the EK's type");
 
         s = secure_alloc(sizeof(*s));
@@ -328,6 +323,8 @@ static int make_credential(
         return 0;
 }
 
+/* The key built from ek itself. ek is checked before: a bad EK is reported as one, not as a key that
+ * cannot be built. */
 int tpm2_make_credential(
                 const TPMT_PUBLIC *ek,
                 const uint8_t *name,
@@ -336,21 +333,14 @@ int tpm2_make_credential(
                 size_t secret_size,
                 struct tpm2_credential *ret,
                 struct cnos_err *e) {
-        return make_credential(ek, NULL, name, name_size, secret, secret_size, ret, e);
-}
 
-int tpm2_make_credential_key(
-                const TPMT_PUBLIC *ek,
-                EVP_PKEY *key,
-                const uint8_t *name,
-                size_t name_size,
-                const uint8_t *secret,
-                size_t secret_size,
-                struct tpm2_credential *ret,
-                struct cnos_err *e) {
-        if (!key)
-                return cnos_err_set(e, -EINVAL, "tpm: makecredential: no key");
-        return make_credential(ek, key, name, name_size, secret, secret_size, ret, e);
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+
+        if (!ek)
+                return cnos_err_set(e, -EINVAL, "tpm: makecredential: invalid arguments");
+        GUARD(check_ek(ek, e));
+        GUARD(tpm2_public_to_pkey(ek, &key, e));
+        return tpm2_make_credential_key(ek, key, name, name_size, secret, secret_size, ret, e);
 }
 
 /* ---- EK public area from a certificate ---------------------------------------------------- */
