@@ -117,19 +117,6 @@ static int parse_duration_ms(const char *s, uint32_t *ret) {
         return 0;
 }
 
-static bool uuid_is_canonical(const char *s) {
-        if (!s || strlen(s) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (s[i] != '-')
-                                return false;
-                } else if (!strchr("0123456789abcdef", s[i]))
-                        return false;
-        }
-        return true;
-}
-
 static int parse_args(int argc, char *argv[]) {
         enum {
                 ARG_JOIN = 0x100,
@@ -378,7 +365,7 @@ static int setup(struct join_config *ret, struct setup *s) {
                         return log_error_errno(-EINVAL, "--state-mount, --components-root and --integrity need a state disk");
                 if (!arg.disk_uuid)
                         return log_error_errno(-EINVAL, "--disk-uuid is required (or a state disk: --state-disk, " CMDLINE_STATE_KEY "=)");
-                if (!uuid_is_canonical(arg.disk_uuid))
+                if (!statedisk_uuid_is_canonical(arg.disk_uuid))
                         return log_error_errno(-EINVAL, "--disk-uuid: \"%s\" is not a lowercase canonical UUID", arg.disk_uuid);
                 c.disk_uuid = arg.disk_uuid;
                 if (!c.node_name)

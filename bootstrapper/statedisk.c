@@ -190,7 +190,7 @@ static int blkid_signature(const char *path, char *ret, size_t ret_size) {
 
 /* ---- header validation --------------------------------------------------------------------------- */
 
-static bool uuid_is_canonical(const char *s) {
+bool statedisk_uuid_is_canonical(const char *s) {
         if (!s || strlen(s) != STATEDISK_UUID_LEN)
                 return false;
         for (size_t i = 0; i < STATEDISK_UUID_LEN; i++) {
@@ -280,7 +280,7 @@ static int header_validate(struct crypt_device *cd, const struct statedisk_optio
                         return cnos_err_set(e, -EKEYREJECTED, "tokens: token %d is present; cnos writes none", t);
         }
         s = crypt_get_uuid(cd);
-        if (!uuid_is_canonical(s))
+        if (!statedisk_uuid_is_canonical(s))
                 return cnos_err_set(e, -EKEYREJECTED, "uuid: \"%.40s\" is not a lowercase canonical UUID", s ? s : "");
         if (want_uuid && strcmp(s, want_uuid) != 0)
                 return cnos_err_set(e, -EKEYREJECTED, "uuid: %s, but the join was for %s", s, want_uuid);
@@ -441,7 +441,7 @@ int statedisk_format(const char *path, const char *uuid, const uint8_t *key, siz
                 return cnos_err_set(e, -EINVAL, "invalid argument");
         if (!o)
                 o = &none;
-        if (!uuid_is_canonical(uuid))
+        if (!statedisk_uuid_is_canonical(uuid))
                 return cnos_err_set(e, -EINVAL, "format: \"%s\" is not a lowercase canonical UUID", uuid);
         /* Never on the word of a caller: the disk must still be blank now. */
         GUARD(statedisk_probe(path, o, &info, e));

@@ -82,6 +82,10 @@ const char *statedisk_state_to_string(enum statedisk_state s);
 _warn_unused_result_ int statedisk_probe(
                 const char *path, const struct statedisk_options *o, struct statedisk_info *ret, struct cnos_err *e);
 
+/* True for 8-4-4-4-12 lowercase hex: the only form cnos writes, reads from a header or passes on
+ * (--disk-uuid, the join request). */
+bool statedisk_uuid_is_canonical(const char *s);
+
 /* A random (version 4) UUID, lowercase canonical, for a blank disk's first join. */
 _warn_unused_result_ int statedisk_uuid_generate(char ret[static STATEDISK_UUID_LEN + 1]);
 

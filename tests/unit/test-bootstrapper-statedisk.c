@@ -360,6 +360,16 @@ static void test_uuid(void **state) {
         assert_int_equal(a[14], '4');
         assert_non_null(strchr("89ab", a[19]));
         assert_string_not_equal(a, b);
+        assert_true(statedisk_uuid_is_canonical(a));
+
+        assert_true(statedisk_uuid_is_canonical(uuid));
+        assert_false(statedisk_uuid_is_canonical(NULL));
+        assert_false(statedisk_uuid_is_canonical(""));
+        assert_false(statedisk_uuid_is_canonical("6F1C2A3B-4D5E-4F60-8172-8394A5B6C7D8"));  /* uppercase */
+        assert_false(statedisk_uuid_is_canonical("6f1c2a3b4d5e-4f60-8172-8394a5b6c7d8-"));  /* dashes moved */
+        assert_false(statedisk_uuid_is_canonical("6f1c2a3b-4d5e-4f60-8172-8394a5b6c7d"));   /* short */
+        assert_false(statedisk_uuid_is_canonical("6f1c2a3b-4d5e-4f60-8172-8394a5b6c7d8a")); /* long */
+        assert_false(statedisk_uuid_is_canonical("{f1c2a3b-4d5e-4f60-8172-8394a5b6c7d8"));  /* not hex */
 }
 
 /* ---- luks2meta on crafted JSON --------------------------------------------------------------- */
