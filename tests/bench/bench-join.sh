@@ -26,17 +26,7 @@ need openssl awk base64
 JOINS=${JOINS:-40}
 ROUNDS=${ROUNDS:-2}
 TLS_SECONDS=${TLS_SECONDS:-3}
-JOIND=$BIN/cnos-joind
-BENCH=$BUILD/bench/bench-join
-[ -x "$JOIND" ] || fail "$JOIND not built (make BUILD=$BUILD)"
-[ -x "$BENCH" ] || fail "$BENCH is missing: build it with make BUILD=$BUILD bench"
-cd "$T" || exit 1
-
-swtpm_ca_setup "$T/ekca" cnos-bench >/dev/null
-swtpm_instance "$T/tpm" --ca "$T/ekca"
-tcti=$(swtpm_start "$T/tpm")
-cat "$T/ekca/issuercert.pem" "$T/ekca/root.pem" >ek-ca.pem
-joind_material bench
+bench_join_setup
 # The plain TLS server's identity: P-256, like the daemon's ephemeral self-signed certificate.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.pem -days 2 \
         -subj "/CN=127.0.0.1" 2>/dev/null

@@ -8,22 +8,13 @@
 #
 #   JOINS=20 tests/bench/profile-join.sh
 source "$(dirname "$0")/../lib.sh"
+source "$CNOS_TOP/tests/bench/lib.sh"
 . "$CNOS_TOP/tests/integration/lib/swtpm.sh"
 . "$CNOS_TOP/tests/integration/lib/joind.sh"
 need openssl valgrind callgrind_control callgrind_annotate
 JOINS=${JOINS:-20}
 WARMUP=${WARMUP:-3}
-JOIND=$BIN/cnos-joind
-BENCH=$BUILD/bench/bench-join
-[ -x "$JOIND" ] || fail "$JOIND not built (make BUILD=$BUILD)"
-[ -x "$BENCH" ] || fail "$BENCH is missing: build it with make BUILD=$BUILD $BUILD/bench/bench-join"
-cd "$T" || exit 1
-
-swtpm_ca_setup "$T/ekca" cnos-bench >/dev/null
-swtpm_instance "$T/tpm" --ca "$T/ekca"
-tcti=$(swtpm_start "$T/tpm")
-cat "$T/ekca/issuercert.pem" "$T/ekca/root.pem" >ek-ca.pem
-joind_material bench
+bench_join_setup
 
 valgrind --tool=callgrind --callgrind-out-file="$T/cg.%p" \
         "$JOIND" --listen 127.0.0.1:0 --manifest measurements.json --manifest-signature measurements.json.sig \
