@@ -301,14 +301,18 @@ static void ek_template(enum tpm2_ek_type type, TPM2B_PUBLIC *ret) {
 }
 
 /* The AK: a restricted signing key, so it signs only data the TPM produced itself (quotes), and
- * fixedTPM, so the TPM vouches for it through ActivateCredential. Its authValue is empty. */
+ * fixedTPM, so the TPM vouches for it through ActivateCredential. Its authValue is empty, so there is
+ * nothing to guess and it is noDA: a TPM counts every power loss without an orderly shutdown as a
+ * dictionary-attack failure, and a VM that lost power a few times would otherwise be in lockout and
+ * unable to quote, i.e. unable to ever join again. */
 static void ak_template(enum tpm2_ak_type type, TPM2B_PUBLIC *ret) {
         TPMT_PUBLIC *p = &ret->publicArea;
 
         *ret = (TPM2B_PUBLIC) {};
         p->nameAlg = TPM2_ALG_SHA256;
         p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                              TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+                              TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT |
+                              TPMA_OBJECT_NODA;
 
         switch (type) {
         case TPM2_AK_RSA2048:
