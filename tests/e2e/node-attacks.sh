@@ -38,7 +38,7 @@ expect_refusal() { # CASE IMAGE STATE PATTERN
         if [ "$rc" -eq 0 ]; then node_tail "$log"; node_kill; fail "$name: the node booted on"; fi
         [ "$rc" -eq 1 ] || { node_tail "$log"; node_kill; fail "$name: the node neither refused nor halted within 420 s"; }
         wait "$NODE_PID" 2>/dev/null || true
-        node_console "$log" | grep -qE "$pattern" || { node_tail "$log"; fail "$name: console lacks /$pattern/"; }
+        node_console "$log" | grep -E "$pattern" >/dev/null || { node_tail "$log"; fail "$name: console lacks /$pattern/"; }
         assert_eq "$before" "$(sha "$state")" "$name: state disk unchanged (sha256)"
         echo "ok: $name: refused, the node powered off: $(node_console "$log" | grep -E "$pattern" | head -n 1 | sed 's/^.*cnos-bootstrapper: //')"
 }
@@ -53,7 +53,7 @@ cryptsetup luksDump "$T/state.img" >/dev/null 2>&1 && echo "case 9: the disk hol
         echo "case 9: the header did not reach the disk"
 node_boot_start worker-1 "$T/state.img" "$T/after-kill.log"
 node_wait "$T/after-kill.log" 'cnos-kubelet-standin: (marker|FAIL)' 840 || true
-node_console "$T/after-kill.log" | grep -q 'cnos-kubelet-standin: marker new' ||
+node_console "$T/after-kill.log" | grep -E 'cnos-kubelet-standin: marker new' >/dev/null ||
         { node_tail "$T/after-kill.log" 60; tail -n 5 "$JOIND_LOG" >&2; fail "case 9: the boot after the power loss did not complete the setup"; }
 marker=$(node_console "$T/after-kill.log" | sed -n 's/.*marker new \(cnos-marker-[0-9a-f]*\).*/\1/p' | head -n 1)
 echo "ok: case 9: the next boot completed the interrupted setup and reached kubelet ($(node_console "$T/after-kill.log" | grep -m1 -oE 'state disk [^:]*: (blank|LUKS2)[^;(]*'))"
@@ -68,7 +68,7 @@ echo "case 8: node retrying; starting the join service in 60 s"
 sleep 60
 JOIND_LISTEN_PORT=$JOIND_PORT node_joind_start
 node_wait "$T/late.log" 'cnos-kubelet-standin: (marker|FAIL)' 840 || true
-node_console "$T/late.log" | grep -q "cnos-kubelet-standin: marker found $marker" ||
+node_console "$T/late.log" | grep -E "cnos-kubelet-standin: marker found $marker" >/dev/null ||
         { node_tail "$T/late.log" 60; fail "case 8: the node did not join and read its data after the service came up"; }
 attempts=$(node_console "$T/late.log" | grep -c 'attempt [0-9]*: joining via' || true)
 echo "ok: case 8: the node waited ($attempts attempts), joined once the service was up, and read its marker"
@@ -92,7 +92,7 @@ audit_before=$(grep -c '^audit ' "$JOIND_LOG" || true)
 expect_refusal "case 4 (cnos.debug=1 on the command line)" "$T/debug.raw" "$T/state.img" 'refused|Refusal|rejected'
 # The UKI's bytes changed, so PCR 4 (its Authenticode digest) and PCR 11 (its .cmdline) both differ;
 # the verifier names the first.
-grep '^audit ' "$JOIND_LOG" | tail -n +"$((audit_before + 1))" | grep -qE 'verdict=refused.*PCR (4|11) differs' ||
+grep '^audit ' "$JOIND_LOG" | tail -n +"$((audit_before + 1))" | grep -E 'verdict=refused.*PCR (4|11) differs' >/dev/null ||
         { tail -n 5 "$JOIND_LOG" >&2; fail "case 4: no refusal naming PCR 4 or 11 in the audit log"; }
 echo "ok: case 4: audit: $(grep '^audit ' "$JOIND_LOG" | tail -n 1)"
 
@@ -102,7 +102,7 @@ cp "$IMG/azure/measurements.json" "$NODE_DIR/measurements.json"
 "$BIN/cnos-measure" sign --key "$NODE_DIR/manifest.key" "$NODE_DIR/measurements.json" >"$NODE_DIR/measurements.json.sig"
 JOIND_LISTEN_PORT=$JOIND_PORT node_joind_start
 expect_refusal "case 6 (manifest of another image)" "$IMG/qemu/disk.raw" "$T/state.img" 'refused|Refusal|rejected'
-grep '^audit ' "$JOIND_LOG" | tail -n 1 | grep -q 'verdict=refused' || fail "case 6: no refusal in the audit log"
+grep '^audit ' "$JOIND_LOG" | tail -n 1 | grep 'verdict=refused' >/dev/null || fail "case 6: no refusal in the audit log"
 echo "ok: case 6: audit: $(grep '^audit ' "$JOIND_LOG" | tail -n 1)"
 node_joind_stop
 cp "$IMG/qemu/measurements.json" "$NODE_DIR/measurements.json"

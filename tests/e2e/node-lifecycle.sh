@@ -30,7 +30,7 @@ node_boot_start worker-1 "$T/state.img" "$T/boot1.log"
 rc=0
 node_wait "$T/boot1.log" 'cnos-kubelet-standin: (OK|FAIL)' 840 || rc=$?
 t1=$(date +%s)
-if [ "$rc" -ne 0 ] || ! node_console "$T/boot1.log" | grep -q 'cnos-kubelet-standin: OK'; then
+if [ "$rc" -ne 0 ] || ! node_console "$T/boot1.log" | grep -E 'cnos-kubelet-standin: OK' >/dev/null; then
         node_tail "$T/boot1.log" 60
         echo "----- joind -----" >&2; tail -n 20 "$JOIND_LOG" >&2
         fail "first boot did not reach the kubelet stand-in (wait status $rc)"
@@ -48,7 +48,7 @@ echo "first boot: shut down"
 node_boot_start worker-1 "$T/state.img" "$T/boot2.log"
 rc=0
 node_wait "$T/boot2.log" 'cnos-kubelet-standin: marker (found|new)|cnos-kubelet-standin: FAIL' 840 || rc=$?
-if ! node_console "$T/boot2.log" | grep -q "cnos-kubelet-standin: marker found $marker"; then
+if ! node_console "$T/boot2.log" | grep -E "cnos-kubelet-standin: marker found $marker" >/dev/null; then
         node_tail "$T/boot2.log" 60
         echo "----- joind -----" >&2; tail -n 20 "$JOIND_LOG" >&2
         fail "second boot did not read back the marker (wait status $rc)"

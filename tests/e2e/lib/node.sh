@@ -126,8 +126,8 @@ node_console() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g'; }
 node_wait() { # LOG PATTERN SECS
         local i
         for i in $(seq "$3"); do
-                node_console "$1" | grep -qE "$2" && return 0
-                kill -0 "$NODE_PID" 2>/dev/null || { node_console "$1" | grep -qE "$2" && return 0; return 1; }
+                node_console "$1" | grep -E "$2" >/dev/null && return 0
+                kill -0 "$NODE_PID" 2>/dev/null || { node_console "$1" | grep -E "$2" >/dev/null && return 0; return 1; }
                 sleep 1
         done
         return 2
