@@ -256,6 +256,30 @@ static int find_kubelet(const struct create_args *a, const struct layout *l, cha
 
 /* DIR: new, or an empty directory. A directory with anything in it is refused, a cluster's too:
  * destroy deletes DIR, and it must never delete what create did not put there. */
+/* DIR must not exist yet or be empty. Checked before anything slow (the image build) and again by
+ * make_cluster_dir(). */
+static int check_cluster_dir(const char *dir) {
+        DIR *d;
+        struct dirent *de;
+        bool empty = true;
+
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "%s: %m", dir);
+        while ((de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        empty = false;
+        (void) closedir(d);
+        if (!empty) {
+                _cleanup_free_ char *m = NULL;
+
+                if (asprintf(&m, "%s/" CLUSTER_MARKER, dir) >= 0 && access(m, F_OK) == 0)
+                        return log_error_errno(-EEXIST, "%s already holds a cluster: cnos cluster status|destroy --dir %s", dir, dir);
+                return log_error_errno(-EEXIST, "%s is not empty: give a new or empty --dir", dir);
+        }
+        return 0;
+}
+
 static int make_cluster_dir(const char *dir, char **ret_abs) {
         _cleanup_free_ char *abs = NULL, *marker = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -744,7 +768,7 @@ static int verb_create(int argc, char *argv[]) {
                 return log_oom(), 1;
         if (!executable(joind))
                 return log_error_errno(-ENOENT, "%s not found: run make", joind), 1;
-        if (find_image(&a, &l, &image) < 0 || find_kubelet(&a, &l, &kubelet, &standin) < 0)
+        if (check_cluster_dir(a.dir) < 0 || find_image(&a, &l, &image) < 0 || find_kubelet(&a, &l, &kubelet, &standin) < 0)
                 return 1;
         if (strchr(image, ','))
                 return log_error_errno(-EINVAL, "%s: QEMU cannot take a path with a comma", image), 1;
