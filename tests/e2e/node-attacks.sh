@@ -38,6 +38,7 @@ expect_refusal() { # CASE IMAGE STATE PATTERN
         if [ "$rc" -eq 0 ]; then node_tail "$log"; node_kill; fail "$name: the node booted on"; fi
         [ "$rc" -eq 1 ] || { node_tail "$log"; node_kill; fail "$name: the node neither refused nor halted within 420 s"; }
         wait "$NODE_PID" 2>/dev/null || true
+        node_tpm_stopped
         node_console "$log" | grep -E "$pattern" >/dev/null || { node_tail "$log"; fail "$name: console lacks /$pattern/"; }
         assert_eq "$before" "$(sha "$state")" "$name: state disk unchanged (sha256)"
         echo "ok: $name: refused, the node powered off: $(node_console "$log" | grep -E "$pattern" | head -n 1 | sed 's/^.*cnos-bootstrapper: //')"

@@ -97,6 +97,7 @@ node_boot_start() { # NAME DISK LOG
         local name=$1 disk log vars dir=$NODE_DIR/tpm-$1
         disk=$(_vm_abs "$2")
         log=$(_vm_abs "$3")
+        node_tpm_stopped # the previous boot's, if any
         vm_tpm_start "$dir" || fail "swtpm for $name"
         vars=$(mktemp "$NODE_DIR/OVMF_VARS.XXXXXX")
         cp "$VM_OVMF_VARS" "$vars"
@@ -143,6 +144,7 @@ node_powerdown() {
         for i in $(seq 60); do node_exited && break; sleep 1; done
         if node_exited; then echo "node: powered off cleanly"; else echo "node: no clean shutdown in 60 s, cutting the power"; node_kill; fi
         wait "$NODE_PID" 2>/dev/null || true
+        node_tpm_stopped
 }
 
 # Power loss: QEMU (the child of `timeout`) gets SIGKILL.
@@ -150,6 +152,17 @@ node_kill() {
         pkill -KILL -P "$NODE_PID" 2>/dev/null || true
         kill -KILL "$NODE_PID" 2>/dev/null || true
         wait "$NODE_PID" 2>/dev/null || true
+        node_tpm_stopped
+}
+
+# The node's swtpm (--terminate) ends when QEMU goes away, but not at once: the next boot's swtpm
+# cannot lock the same state while it runs. Up to 10 s, then SIGTERM.
+node_tpm_stopped() {
+        local i
+        [ -n "${VM_TPM_PID:-}" ] || return 0
+        for i in $(seq 100); do kill -0 "$VM_TPM_PID" 2>/dev/null || break; sleep 0.1; done
+        kill "$VM_TPM_PID" 2>/dev/null || true
+        wait "$VM_TPM_PID" 2>/dev/null || true
 }
 
 node_tail() { # LOG
