@@ -5,6 +5,17 @@
 #include "luks2meta.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_tokener *, json_tokener_free);
+/* At most size-1 bytes of an untrusted string for an error message, every control character (a
+ * newline from a JSON escape, say) and every non-ASCII byte shown as '?': a refusal is one line. */
+static const char *printable(const char *s, char *buf, size_t size) {
+        size_t i;
+
+        for (i = 0; s[i] && i + 1 < size; i++)
+                buf[i] = (unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f ? '?' : s[i];
+        buf[i] = 0;
+        return buf;
+}
+
 static void json_putp(struct json_object **o) {
         if (*o)
                 (void) json_object_put(*o);
@@ -19,6 +30,8 @@ static int keys_exact(struct json_object *o, const char *const *allowed, size_t 
 
         if (!json_object_is_type(o, json_type_object))
                 return cnos_err_set(e, -EKEYREJECTED, "%s: %s is not an object", check, where);
+        char buf[33];
+
         json_object_object_foreach(o, k, v) {
                 bool known = false;
 
@@ -27,7 +40,7 @@ static int keys_exact(struct json_object *o, const char *const *allowed, size_t 
                         if (strcmp(k, allowed[i]) == 0)
                                 known = true;
                 if (!known)
-                        return cnos_err_set(e, -EKEYREJECTED, "%s: unexpected \"%.32s\" in %s", check, k, where);
+                        return cnos_err_set(e, -EKEYREJECTED, "%s: unexpected \"%s\" in %s", check, printable(k, buf, 33), where);
         }
         for (; n < n_required; n++)
                 if (!json_object_object_get_ex(o, allowed[n], NULL))
@@ -38,12 +51,13 @@ static int keys_exact(struct json_object *o, const char *const *allowed, size_t 
 static int want_str(struct json_object *o, const char *key, const char *want, const char *where, const char *check, struct cnos_err *e) {
         struct json_object *v;
         const char *s;
+        char buf[41];
 
         if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
                 return cnos_err_set(e, -EKEYREJECTED, "%s: %s.%s is not a string", check, where, key);
         s = json_object_get_string(v);
         if (strcmp(s, want) != 0)
-                return cnos_err_set(e, -EKEYREJECTED, "%s: %s.%s is \"%.40s\", not \"%s\"", check, where, key, s, want);
+                return cnos_err_set(e, -EKEYREJECTED, "%s: %s.%s is \"%s\", not \"%s\"", check, where, key, printable(s, buf, 41), want);
         return 0;
 }
 
