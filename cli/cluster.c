@@ -283,27 +283,15 @@ static int check_cluster_dir(const char *dir) {
 static int make_cluster_dir(const char *dir, char **ret_abs) {
         _cleanup_free_ char *abs = NULL, *marker = NULL;
         _cleanup_close_ int fd = -EBADF;
-        DIR *d;
-        struct dirent *de;
-        bool empty = true;
+        int r;
 
         if (mkdir(dir, 0700) < 0) {
                 if (errno != EEXIST)
                         return log_error_errno(negative_errno(), "%s: cannot create: %m", dir);
-                d = opendir(dir);
-                if (!d)
-                        return log_error_errno(negative_errno(), "%s: %m", dir);
-                while ((de = readdir(d)))
-                        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-                                empty = false;
-                (void) closedir(d);
-                if (!empty) {
-                        _cleanup_free_ char *m = NULL;
-
-                        if (asprintf(&m, "%s/" CLUSTER_MARKER, dir) >= 0 && access(m, F_OK) == 0)
-                                return log_error_errno(-EEXIST, "%s already holds a cluster: cnos cluster status|destroy --dir %s", dir, dir);
-                        return log_error_errno(-EEXIST, "%s is not empty: give a new or empty --dir", dir);
-                }
+                /* it was there already (or appeared since check_cluster_dir): empty only */
+                r = check_cluster_dir(dir);
+                if (r < 0)
+                        return r;
         }
         abs = realpath(dir, NULL);
         if (!abs)
