@@ -18,7 +18,15 @@ struct join_run {
         uint8_t *csr;
         size_t csr_size;
         SSL_CTX *ctx;
+        uint64_t evidence_ms; /* of the current attempt */
 };
+
+uint64_t joinclient_now_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U;
+}
 
 enum join_verdict join_classify(int r) {
         switch (r) {
@@ -182,6 +190,7 @@ static int answer_challenge(struct join_run *run, struct atls_conn *conn, unsign
         _cleanup_proto_ CnosMsg *m = NULL;
         _cleanup_secure_ uint8_t *secret = NULL;
         size_t secret_size = 0;
+        uint64_t t;
         int r;
 
         r = recv_msg(run, conn, CNOS__JOIN__ENVELOPE__MSG_CHALLENGE, &m, e);
@@ -189,7 +198,9 @@ static int answer_challenge(struct join_run *run, struct atls_conn *conn, unsign
                 *verdict = join_classify(r);
                 return r;
         }
+        t = joinclient_now_ms();
         r = issuer_activate(run->issuer, m->challenge, &secret, &secret_size, e);
+        run->evidence_ms += joinclient_now_ms() - t;
         if (r == -EKEYREJECTED) {
                 /* Not a credential for this TPM's EK and AK: the service has someone else in mind. */
                 proto_send_refusal(conn, "credential activation failed");
@@ -252,8 +263,10 @@ static int attempt_once(struct join_run *run, unsigned n, struct join_ticket **r
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
         uint8_t binding[ATLS_BINDING_SIZE];
+        uint64_t t;
         int r;
 
+        run->evidence_ms = 0;
         r = atls_dial(run->ctx, c->endpoint, (int) c->timeout_ms, &conn, e);
         if (r < 0) {
                 *verdict = join_classify(r);
@@ -285,7 +298,9 @@ static int attempt_once(struct join_run *run, unsigned n, struct join_ticket **r
                 *verdict = join_classify(r);
                 return r;
         }
+        t = joinclient_now_ms();
         r = issuer_collect(run->issuer, binding, &ev, e);
+        run->evidence_ms = joinclient_now_ms() - t;
         if (r < 0)
                 return local_failure(cnos_err_prefix(e, r, "collecting %s evidence: ", issuer_tee_to_string(issuer_tee(run->issuer))),
                                      verdict);
@@ -342,9 +357,9 @@ static void join_run_done(struct join_run *run) {
         *run = (struct join_run) {};
 }
 
-int joinclient_run(const struct join_config *c, struct join_ticket **ret) {
-        _cleanup_(join_run_done) struct join_run run = { .c = c };
-        struct cnos_err e = {};
+/* The retry loop of joinclient_run_stats(). */
+static int joinclient_loop(struct join_run *run, struct join_ticket **ret, struct join_stats *st, struct cnos_err *e) {
+        const struct join_config *c = run->c;
         unsigned n;
         int r;
 
@@ -353,49 +368,70 @@ int joinclient_run(const struct join_config *c, struct join_ticket **ret) {
         if (!node_name_is_valid(c->node_name))
                 return log_error_errno(-EINVAL, "join: node name \"%s\" is not [a-z0-9.-]{1,63}", c->node_name ? c->node_name : "");
 
-        r = issuer_new(&c->issuer, &run.issuer, &e);
+        r = issuer_new(&c->issuer, &run->issuer, e);
         if (r < 0)
-                return log_error_errno(r, "join: cannot collect evidence on this machine: %s", cnos_err_msg(&e));
-        log_info("join: attesting with %s", issuer_tee_to_string(issuer_tee(run.issuer)));
+                return log_error_errno(r, "join: cannot collect evidence on this machine: %s", cnos_err_msg(e));
+        log_info("join: attesting with %s", issuer_tee_to_string(issuer_tee(run->issuer)));
 
-        r = csr_new(c->node_name, &run.key, &run.csr, &run.csr_size, &e);
+        r = csr_new(c->node_name, &run->key, &run->csr, &run->csr_size, e);
         if (r < 0)
-                return log_error_errno(r, "join: kubelet key: %s", cnos_err_msg(&e));
+                return log_error_errno(r, "join: kubelet key: %s", cnos_err_msg(e));
 
-        r = atls_client_ctx_new(c->ca_path, &run.ctx, &e);
+        r = atls_client_ctx_new(c->ca_path, &run->ctx, e);
         if (r < 0)
-                return log_error_errno(r, "join: TLS: %s", cnos_err_msg(&e));
+                return log_error_errno(r, "join: TLS: %s", cnos_err_msg(e));
 
         for (n = 1;; n++) {
                 enum join_verdict verdict = JOIN_VERDICT_FAILED;
                 struct join_ticket *t = NULL;
                 uint32_t wait;
 
-                cnos_err_clear(&e);
+                cnos_err_clear(e);
                 if (c->attempts > 0)
                         log_info("attempt %u of %u: joining via %s", n, c->attempts, c->endpoint);
                 else
                         log_info("attempt %u: joining via %s", n, c->endpoint);
-                r = attempt_once(&run, n, &t, &verdict, &e);
+                st->attempts = n;
+                r = attempt_once(run, n, &t, &verdict, e);
+                st->evidence_ms = run->evidence_ms;
                 if (r >= 0) {
-                        t->kubelet_key = TAKE_PTR(run.key);
+                        t->kubelet_key = TAKE_PTR(run->key);
                         *ret = t;
                         return 0;
                 }
 
                 switch (verdict) {
                 case JOIN_VERDICT_REFUSED:
-                        return log_error_errno(r, "attempt %u: join refused, not retrying: %s", n, cnos_err_msg(&e));
+                        return log_error_errno(r, "attempt %u: join refused, not retrying: %s", n, cnos_err_msg(e));
                 case JOIN_VERDICT_RETRY:
                         break;
                 default:
-                        return log_error_errno(r, "attempt %u: join failed, not retrying: %s", n, cnos_err_msg(&e));
+                        return log_error_errno(r, "attempt %u: join failed, not retrying: %s", n, cnos_err_msg(e));
                 }
 
                 if (c->attempts > 0 && n >= c->attempts)
-                        return log_error_errno(r, "attempt %u: %s; giving up after %u attempt(s)", n, cnos_err_msg(&e), n);
+                        return log_error_errno(r, "attempt %u: %s; giving up after %u attempt(s)", n, cnos_err_msg(e), n);
                 wait = backoff_next_ms(&c->backoff, n);
-                log_warning("attempt %u: %s; retrying in %u.%03u s", n, cnos_err_msg(&e), wait / 1000, wait % 1000);
+                log_warning("attempt %u: %s; retrying in %u.%03u s", n, cnos_err_msg(e), wait / 1000, wait % 1000);
                 sleep_ms(wait);
+                st->waited_ms += wait;
         }
 }
+
+int joinclient_run(const struct join_config *c, struct join_ticket **ret) {
+        return joinclient_run_stats(c, ret, NULL);
+}
+
+int joinclient_run_stats(const struct join_config *c, struct join_ticket **ret, struct join_stats *stats) {
+        _cleanup_(join_run_done) struct join_run run = { .c = c };
+        struct join_stats st = { .total_ms = joinclient_now_ms() };
+        struct cnos_err e = {};
+        int r;
+
+        r = joinclient_loop(&run, ret, &st, &e);
+        st.total_ms = joinclient_now_ms() - st.total_ms;
+        if (stats)
+                *stats = st;
+        return r;
+}
+

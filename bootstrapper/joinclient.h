@@ -60,3 +60,19 @@ enum join_verdict join_classify(int r);
  * when the node refused the service's evidence, certificate or ticket; the last network error when
  * `attempts` ran out; another negative errno for local failures. */
 _warn_unused_result_ int joinclient_run(const struct join_config *c, struct join_ticket **ret);
+
+/* Where a join's time went (CLOCK_MONOTONIC, milliseconds). */
+struct join_stats {
+        unsigned attempts;
+        uint64_t evidence_ms; /* the TEE's part of the attempt that joined: collecting the evidence
+                               * (TPM quote, event log, EK certificate; or the SNP/TDX report) and,
+                               * for TPM evidence, activating the service's credential */
+        uint64_t waited_ms;   /* backoff between attempts */
+        uint64_t total_ms;    /* joinclient_run() from start to ticket or failure */
+};
+
+/* joinclient_run(), and where the time went (stats may be NULL). */
+_warn_unused_result_ int joinclient_run_stats(const struct join_config *c, struct join_ticket **ret, struct join_stats *stats);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t joinclient_now_ms(void);

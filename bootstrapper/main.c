@@ -402,17 +402,18 @@ static int setup(struct join_config *ret, struct setup *s) {
         return 0;
 }
 
-static uint64_t now_ms(void) {
+/* Seconds since the kernel started, suspend included: where in the whole boot the handoff falls. */
+static double boottime_s(void) {
         struct timespec ts;
 
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U;
+        (void) clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-static int join(const struct join_config *c, struct join_ticket **ret) {
+static int join(const struct join_config *c, struct join_ticket **ret, struct join_stats *stats) {
         log_info("joining as node %s (%s), disk %s, via %s%s", c->node_name, arg.role, c->disk_uuid, c->endpoint,
                  c->server_policy ? ", service must attest" : "");
-        return joinclient_run(c, ret); /* logged */
+        return joinclient_run_stats(c, ret, stats); /* logged */
 }
 
 static int run_join_only(const struct join_config *c) {
@@ -420,7 +421,7 @@ static int run_join_only(const struct join_config *c) {
         char id[JOIN_CLUSTER_ID_SIZE * 2 + 1];
         int r;
 
-        r = join(c, &ticket);
+        r = join(c, &ticket, NULL);
         if (r < 0)
                 return r;
         /* Without a state disk nothing of the ticket is written anywhere; it is wiped on exit. */
@@ -466,10 +467,11 @@ static int run_state(struct join_config *c, const char *disk) {
         struct statedisk_info info = {};
         enum statefs_state fs;
         struct cnos_err e = {};
-        uint64_t t0, t_join, t_disk, t_handoff;
+        struct join_stats js = {};
+        uint64_t t0, t_probe, t_join, t_disk, t_bind, t_handoff;
         int r;
 
-        t0 = now_ms();
+        t0 = joinclient_now_ms();
         /* 1. what the disk is, before anything is sent or written */
         r = statedisk_probe(disk, &opts, &info, &e);
         if (r < 0)
@@ -485,6 +487,7 @@ static int run_state(struct join_config *c, const char *disk) {
                 log_info("state disk %s: LUKS2, %s, header valid, UUID %s", disk, statedisk_state_to_string(info.state), uuid);
         }
         c->disk_uuid = uuid;
+        t_probe = joinclient_now_ms();
         if (!c->node_name) {
                 node_name_from_disk(uuid, derived_name);
                 c->node_name = derived_name;
@@ -492,10 +495,10 @@ static int run_state(struct join_config *c, const char *disk) {
         }
 
         /* 2. join for that UUID: the key comes back for it */
-        r = join(c, &ticket);
+        r = join(c, &ticket, &js);
         if (r < 0)
                 return r;
-        t_join = now_ms();
+        t_join = joinclient_now_ms();
 
         /* 3. the disk: format a blank one, open, finish an interrupted first boot */
         if (info.state == STATEDISK_BLANK) {
@@ -534,12 +537,13 @@ static int run_state(struct join_config *c, const char *disk) {
         if (r < 0)
                 return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
         log_info("state disk mounted on %s", mount_dir);
-        t_disk = now_ms();
+        t_disk = joinclient_now_ms();
 
         /* 4. PCR 15 */
         r = bind_cluster(c, ticket->cluster_id);
         if (r < 0)
                 return r;
+        t_bind = joinclient_now_ms();
 
         /* 5. handoff */
         r = handoff_write(mount_dir, ticket, &e);
@@ -577,11 +581,16 @@ static int run_state(struct join_config *c, const char *disk) {
         for (size_t i = 0; i < ticket->n_components; i++)
                 log_info("component %s installed at %s%s (sha256 verified)", ticket->components[i].url, components_root,
                          ticket->components[i].install_path);
-        t_handoff = now_ms();
+        t_handoff = joinclient_now_ms();
 
         printf("%s\n", hex_encode(ticket->cluster_id, JOIN_CLUSTER_ID_SIZE, id));
-        log_info("handed off: cluster %s; probe+join %" PRIu64 " ms, disk %" PRIu64 " ms, bind+handoff %" PRIu64 " ms", id,
-                 t_join - t0, t_disk - t_join, t_handoff - t_disk);
+        /* One line with where the time went; "join" is the rest of the join after the evidence:
+         * TLS, the service's verdict, the credential round trip, the ticket, and any backoff. */
+        log_info("handed off: cluster %s; %" PRIu64 " ms in all: probe %" PRIu64 " ms, evidence %" PRIu64 " ms, join %" PRIu64
+                 " ms (%u attempt(s), %" PRIu64 " ms backoff), disk %" PRIu64 " ms, bind %" PRIu64 " ms, handoff %" PRIu64
+                 " ms; done %.1f s after the kernel started", id, t_handoff - t0, t_probe - t0, js.evidence_ms,
+                 (t_join - t_probe) - MIN(js.evidence_ms, t_join - t_probe), js.attempts, js.waited_ms, t_disk - t_join,
+                 t_bind - t_disk, t_handoff - t_bind, boottime_s());
         return 0;
 }
 
