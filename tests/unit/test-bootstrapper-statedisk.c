@@ -461,9 +461,29 @@ static void test_statefs(void **state) {
         assert_int_equal(statefs_mount(path("fs2.img"), "relative", &e), -EINVAL);
 }
 
+/* First-boot setup must not grow with the disk: mkfs writes about the same few hundred KiB to a
+ * 1 GiB and a 10 GiB device (sparse files count what was written), and the result checks clean. */
+static void test_statefs_size_independent(void **state) {
+        static const unsigned sizes_mib[] = { 1024, 10240 };
+        struct cnos_err e = {};
+        struct stat st;
+
+        for (size_t i = 0; i < ELEMENTSOF(sizes_mib); i++) {
+                blank("big.img", sizes_mib[i]);
+                assert_int_equal(statefs_mkfs(path("big.img"), "/sbin/mkfs.ext4", &e), 0);
+                assert_int_equal(stat(path("big.img"), &st), 0);
+                /* before lazy_journal_init and ^resize_inode: 33 MiB and 68 MiB */
+                assert_true((uint64_t) st.st_blocks * 512U < 1024U * 1024U);
+                assert_int_equal(sh("e2fsck -fn %s >/dev/null 2>&1", path("big.img")), 0);
+                assert_int_equal(sh("dumpe2fs -h %s 2>/dev/null | grep -q '^Filesystem features:.*metadata_csum'", path("big.img")), 0);
+        }
+        assert_int_equal(unlink(path("big.img")), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_uuid),
+                cmocka_unit_test(test_statefs_size_independent),
                 cmocka_unit_test(test_luks2meta),
                 cmocka_unit_test(test_format_and_dump),
                 cmocka_unit_test(test_wrong_key_and_uuid),
