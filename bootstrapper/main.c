@@ -29,6 +29,7 @@
 #define CMDLINE_JOIN_KEY "cnos.join"
 #define CMDLINE_NODE_KEY "cnos.node"
 #define CMDLINE_STATE_KEY "cnos.state"
+#define CMDLINE_INTEGRITY_KEY "cnos.state_integrity"
 #define STATE_MOUNT_DEFAULT "/sysroot/var"
 #define COMPONENTS_SUBDIR "/lib/cnos/components"
 /* OpenSSL's secure heap (mlock()ed, never dumped) for the kubelet key's private scalar. */
@@ -72,7 +73,8 @@ static void help(void) {
                "  --disk-uuid UUID             join only: the state disk's LUKS2 UUID (without --state-disk)\n"
                "  --state-disk PATH            the state disk (default: cnos.state= on the command line); never guessed\n"
                "  --state-mount DIR            where to mount it (default " STATE_MOUNT_DEFAULT ")\n"
-               "  --integrity                  the state disk has (or gets) hmac(sha256) integrity\n"
+               "  --integrity                  the state disk has (or gets) hmac(sha256) integrity (default:\n"
+               "                               cnos.state_integrity=hmac-sha256|none on the command line; none)\n"
                "  --components-root DIR        install components under DIR (default <state-mount>" COMPONENTS_SUBDIR ")\n"
                "  --tee auto|tpm2|sev-snp|tdx  evidence to present (default auto: TDX, then SEV-SNP, then TPM)\n"
                "  --tcti TCTI                  TPM access (default %s)\n"
@@ -350,6 +352,21 @@ static int setup(struct join_config *ret, struct setup *s) {
         }
         if (arg.state_disk || s->state_disk) {
                 const char *d = arg.state_disk ? arg.state_disk : s->state_disk;
+
+                /* Integrity is the image's choice: on its (measured) command line. A disk formatted
+                 * otherwise is refused, never converted (luks2meta). */
+                if (!arg.integrity) {
+                        _cleanup_free_ char *v = NULL;
+
+                        r = cmdline_read_key(arg.cmdline_file, CMDLINE_INTEGRITY_KEY, &v);
+                        if (r < 0 && r != -ENOENT && r != -ENODATA)
+                                return log_error_errno(r, "reading %s: %m", arg.cmdline_file ? arg.cmdline_file : CMDLINE_PATH_DEFAULT);
+                        if (r == -ENODATA || (r >= 0 && strcmp(v, "hmac-sha256") != 0 && strcmp(v, "none") != 0))
+                                return log_error_errno(-EINVAL, CMDLINE_INTEGRITY_KEY "=%s: neither hmac-sha256 nor none", v ? v : "");
+                        arg.integrity = r >= 0 && strcmp(v, "hmac-sha256") == 0;
+                        if (arg.integrity)
+                                log_info("state disk integrity hmac(sha256) (from the kernel command line)");
+                }
 
                 /* Named, never guessed: an absolute path, a device node in the initrd. */
                 if (d[0] != '/')

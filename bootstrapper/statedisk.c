@@ -240,20 +240,21 @@ static int header_validate(struct crypt_device *cd, const struct statedisk_optio
         s = crypt_get_cipher_mode(cd);
         if (!s || strcmp(s, "xts-plain64") != 0)
                 return cnos_err_set(e, -EKEYREJECTED, "cipher: mode %s, not xts-plain64", s ? s : "none");
+        r = crypt_get_integrity_info(cd, &ip);
+        if (o->integrity ? (r < 0 || !ip.integrity || strcmp(ip.integrity, "hmac(sha256)") != 0) : (r == 0 && ip.integrity && *ip.integrity))
+                return cnos_err_set(e, -EKEYREJECTED, "integrity: \"%s\", expected %s", r == 0 && ip.integrity ? ip.integrity : "none",
+                                    o->integrity ? "hmac(sha256)" : "none");
         /* a header without keyslot does not tell its key size */
         r = crypt_get_volume_key_size(cd);
         if (keyslots > 0 && r != (int) (VOLUME_KEY_SIZE + (o->integrity ? INTEGRITY_KEY_SIZE : 0)))
-                return cnos_err_set(e, -EKEYREJECTED, "key size: %d bits", r * 8);
+                return cnos_err_set(e, -EKEYREJECTED, "key size: %d bits, not %d", r * 8,
+                                    (int) (VOLUME_KEY_SIZE + (o->integrity ? INTEGRITY_KEY_SIZE : 0)) * 8);
         r = crypt_get_sector_size(cd);
         if (r != 4096)
                 return cnos_err_set(e, -EKEYREJECTED, "sector size: %d, not 4096", r);
         if (crypt_get_data_offset(cd) != DATA_OFFSET_SECTORS)
                 return cnos_err_set(e, -EKEYREJECTED, "data offset: sector %" PRIu64 ", not %llu", crypt_get_data_offset(cd),
                                     (unsigned long long) DATA_OFFSET_SECTORS);
-        r = crypt_get_integrity_info(cd, &ip);
-        if (o->integrity ? (r < 0 || !ip.integrity || strcmp(ip.integrity, "hmac(sha256)") != 0) : (r == 0 && ip.integrity && *ip.integrity))
-                return cnos_err_set(e, -EKEYREJECTED, "integrity: \"%s\", expected %s", r == 0 && ip.integrity ? ip.integrity : "none",
-                                    o->integrity ? "hmac(sha256)" : "none");
 
         max = crypt_keyslot_max(CRYPT_LUKS2);
         for (int k = 0; k < max; k++) {

@@ -93,3 +93,23 @@ assert_fails_with "exclude each other" "--disk-uuid with a state disk is a usage
         boot "$T/disk.img" --disk-uuid "$uuid"
 assert_fails_with "not an absolute path" "a relative state disk is a usage error" \
         "$BOOT" --join "$endpoint" --state-disk disk.img
+
+# --- integrity is the image's choice (cnos.state_integrity= on its command line) ---------------
+# The disk formatted above has no integrity: an image that asks for hmac(sha256) refuses it before
+# any join and leaves it as it is (never converts it); a value it does not know is an error.
+before=$(sha256sum disk.img | cut -d' ' -f1)
+n=$(joins)
+printf 'ro cnos.state_integrity=hmac-sha256 quiet\n' >cmdline-int
+assert_fails_with "state disk integrity hmac\(sha256\) \(from the kernel command line\)" "cnos.state_integrity= is read" \
+        boot "$T/disk.img" --cmdline-file cmdline-int
+grep -qE "state disk refused, not touched: .*integrity: \"none\", expected hmac\(sha256\)" "$T/.err" ||
+        fail "a disk without integrity was not refused: $(cat "$T/.err")"
+assert_eq "$before" "$(sha256sum disk.img | cut -d' ' -f1)" "integrity asked, disk without: unchanged"
+assert_eq "$n" "$(joins)" "integrity asked, disk without: no join"
+printf 'cnos.state_integrity=hmac-sha1\n' >cmdline-bad
+assert_fails_with "cnos.state_integrity=hmac-sha1: neither hmac-sha256 nor none" "an unknown integrity is an error" \
+        boot "$T/disk.img" --cmdline-file cmdline-bad
+printf 'cnos.state_integrity=none\n' >cmdline-none
+rc=0; boot "$T/disk.img" --cmdline-file cmdline-none >/dev/null 2>"$T/none.err" || rc=$?
+grep -q "LUKS2, initialising, header valid, UUID $uuid" "$T/none.err" || fail "cnos.state_integrity=none: the disk was not accepted"
+echo "ok: cnos.state_integrity=none takes the disk without integrity"
