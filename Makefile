@@ -121,7 +121,14 @@ $(STANDIN): tests/e2e/kubelet-standin/kubelet-standin.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS_ALL)) $(LDFLAGS_ALL) -o $@ $< $(shell pkg-config --libs libcrypto)
 
-unit: $(UNIT_BINS) $(ITEST_BINS) $(STANDIN)
+# A test tool: decrypts a state-disk image file in user space (no device-mapper on the test hosts),
+# for the e2e tests that look inside what a node wrote (tests/e2e/statedisk-read).
+STATEDISK_READ := $(BUILD)/tests/cnos-statedisk-read
+$(STATEDISK_READ): $(BUILD)/obj/tests/e2e/statedisk-read/statedisk-read.o $(LIBCNOS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIBCNOS) $(PKG_LIBS)
+
+unit: $(UNIT_BINS) $(ITEST_BINS) $(STANDIN) $(STATEDISK_READ)
 
 check: all unit $(if $(filter fuzz,$(TIERS)),fuzz)
 	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(TIERS)
