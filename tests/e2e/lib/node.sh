@@ -136,13 +136,17 @@ node_wait() { # LOG PATTERN SECS
 
 node_exited() { ! kill -0 "$NODE_PID" 2>/dev/null; }
 
-# The ACPI power button, then up to 60 s for a clean shutdown; after that the power is cut (the
-# state disk must survive either: the stand-in fsync()s its marker).
+# The ACPI power button, pressed again every 10 s (a press before logind watches the button device,
+# which under TCG can be well after kubelet starts, goes unheard), for up to 90 s; after that the
+# power is cut (the state disk must survive either: the stand-in fsync()s its marker).
 node_powerdown() {
-        echo system_powerdown | socat - "UNIX-CONNECT:$NODE_MONITOR" >/dev/null 2>&1 || true
         local i
-        for i in $(seq 60); do node_exited && break; sleep 1; done
-        if node_exited; then echo "node: powered off cleanly"; else echo "node: no clean shutdown in 60 s, cutting the power"; node_kill; fi
+        for i in $(seq 90); do
+                [ $((i % 10)) -ne 1 ] || echo system_powerdown | socat - "UNIX-CONNECT:$NODE_MONITOR" >/dev/null 2>&1 || true
+                node_exited && break
+                sleep 1
+        done
+        if node_exited; then echo "node: powered off cleanly"; else echo "node: no clean shutdown in 90 s, cutting the power"; node_kill; fi
         wait "$NODE_PID" 2>/dev/null || true
         node_tpm_stopped
 }
