@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "attestation/x509util.h"
+#include "csr.h"
 #include "handoff.h"
 
 static void bio_freep(BIO **b) {
@@ -119,7 +120,7 @@ static const char kubelet_config[] =
         "staticPodPath: \"manifests\"\n";
 
 int handoff_write(const char *state_dir, const struct join_ticket *t, struct cnos_err *e) {
-        _cleanup_free_ char *lib = NULL, *kdir = NULL, *pki = NULL, *server = NULL, *kubeconfig = NULL;
+        _cleanup_free_ char *lib = NULL, *kdir = NULL, *pki = NULL, *server = NULL, *kubeconfig = NULL, *env = NULL;
         char cn[128];
         int r;
 
@@ -130,6 +131,13 @@ int handoff_write(const char *state_dir, const struct join_ticket *t, struct cno
                 return cnos_err_set(e, r, "handoff: API endpoint \"%.64s\" is not host:port", t->api_endpoint ? t->api_endpoint : "");
         if (x509_subject_cn(t->kubelet_cert, cn, sizeof(cn)) < 0 || strpbrk(cn, "\"\\\n"))
                 return cnos_err_set(e, -EINVAL, "handoff: the kubelet certificate has no usable CN");
+        /* The kubelet registers under the name its certificate carries (NodeRestriction admits
+         * nothing else), not under the image's hostname. */
+        if (strncmp(cn, CSR_CN_PREFIX, strlen(CSR_CN_PREFIX)) != 0 || !node_name_is_valid(cn + strlen(CSR_CN_PREFIX)))
+                return cnos_err_set(e, -EINVAL, "handoff: the kubelet certificate's CN \"%.64s\" is not " CSR_CN_PREFIX "<node name>", cn);
+        if (asprintf(&env, "# Written by cnos-bootstrapper: the node name the certificate was issued for.\n"
+                           "KUBELET_NODE_NAME=%s\n", cn + strlen(CSR_CN_PREFIX)) < 0)
+                return cnos_err_set(e, -ENOMEM, "out of memory");
         if (asprintf(&lib, "%s/lib", state_dir) < 0 || asprintf(&kdir, "%s/" HANDOFF_DIR, state_dir) < 0 ||
             asprintf(&pki, "%s/" HANDOFF_DIR "/pki", state_dir) < 0)
                 return cnos_err_set(e, -ENOMEM, "out of memory");
@@ -142,6 +150,7 @@ int handoff_write(const char *state_dir, const struct join_ticket *t, struct cno
         GUARD(cert_pem(t->kubelet_cert, pki, "kubelet-client.crt", e));
         GUARD(cert_pem(t->cluster_ca, kdir, "ca.crt", e));
         GUARD(write_atomic(kdir, "config.yaml", kubelet_config, sizeof(kubelet_config) - 1, 0644, e));
+        GUARD(write_atomic(kdir, "kubelet.env", env, strlen(env), 0644, e));
         if (asprintf(&kubeconfig,
                      "# Written by cnos-bootstrapper. Paths are relative to this file.\n"
                      "apiVersion: v1\n"

@@ -10,6 +10,9 @@
  *   lib/kubelet/config.yaml       0644  KubeletConfiguration: x509 client CA ca.crt, webhook
  *                                       authn/authz, no anonymous access
  *   lib/kubelet/ca.crt            0644  the cluster CA (PEM)
+ *   lib/kubelet/kubelet.env       0644  KUBELET_NODE_NAME=<name> from the certificate's CN, for
+ *                                       kubelet.service's --hostname-override (the image's own
+ *                                       hostname is the same on every node)
  *   lib/kubelet/pki/              0700
  *   lib/kubelet/pki/kubelet-client.crt  0644  the issued node certificate (PEM)
  *   lib/kubelet/pki/kubelet-client.key  0600  the node-generated key (PKCS#8 PEM); it never left

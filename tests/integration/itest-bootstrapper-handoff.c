@@ -101,15 +101,15 @@ static struct join_ticket ticket(struct pki *p, X509 *leaf, EVP_PKEY *key, const
         return (struct join_ticket) { .kubelet_cert = leaf, .cluster_ca = p->ca, .kubelet_key = key, .api_endpoint = (char *) endpoint };
 }
 
-static char *run_standin(const char *state, const char *expect, int *ret_status) {
+static char *run_standin_as(const char *state, const char *expect, const char *node, int *ret_status) {
         static char out[1024];
         char cmd[1024];
         FILE *f;
         size_t n;
         int st;
 
-        snprintf(cmd, sizeof(cmd), "%s --kubeconfig %s/lib/kubelet/kubeconfig --config %s/lib/kubelet/config.yaml --expect-server %s",
-                 getenv("CNOS_TEST_STANDIN"), state, state, expect);
+        snprintf(cmd, sizeof(cmd), "%s --kubeconfig %s/lib/kubelet/kubeconfig --config %s/lib/kubelet/config.yaml --expect-server %s%s%s",
+                 getenv("CNOS_TEST_STANDIN"), state, state, expect, node ? " --hostname-override " : "", node ? node : "");
         f = popen(cmd, "r");
         assert_non_null(f);
         n = fread(out, 1, sizeof(out) - 1, f);
@@ -118,6 +118,10 @@ static char *run_standin(const char *state, const char *expect, int *ret_status)
         *ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         printf("  stand-in: %s", out);
         return out;
+}
+
+static char *run_standin(const char *state, const char *expect, int *ret_status) {
+        return run_standin_as(state, expect, NULL, ret_status);
 }
 
 static mode_t mode_of(const char *state, const char *rel) {
@@ -176,6 +180,11 @@ static void test_handoff(void **state) {
         out = slurp(kc);
         assert_non_null(strstr(out, "kind: KubeletConfiguration\n"));
         assert_non_null(strstr(out, "clientCAFile: \"ca.crt\""));
+        /* the node name kubelet.service passes as --hostname-override: the certificate's */
+        assert_int_equal(mode_of(st, "lib/kubelet/kubelet.env"), 0644);
+        snprintf(kc, sizeof(kc), "%s/lib/kubelet/kubelet.env", st);
+        out = slurp(kc);
+        assert_non_null(strstr(out, "\nKUBELET_NODE_NAME=n1\n"));
         /* the files hold the ticket's objects */
         snprintf(kc, sizeof(kc), "%s/lib/kubelet/ca.crt", st);
         f = fopen(kc, "re");
@@ -195,6 +204,14 @@ static void test_handoff(void **state) {
         out = run_standin(st, "https://10.0.0.1:6443", &status);
         assert_int_equal(status, 0);
         assert_non_null(strstr(out, "cnos-kubelet-standin: OK system:node:n1"));
+
+        out = run_standin_as(st, "https://10.0.0.1:6443", "n1", &status);
+        assert_int_equal(status, 0);
+        assert_non_null(strstr(out, "cnos-kubelet-standin: OK system:node:n1, certificate chains to the cluster CA and matches its key, "
+                                    "server https://10.0.0.1:6443, node name n1\n"));
+        out = run_standin_as(st, "https://10.0.0.1:6443", "n2", &status);
+        assert_int_equal(status, 1);
+        assert_non_null(strstr(out, "FAIL the client certificate is for \"system:node:n1\", not for node \"n2\""));
 
         out = run_standin(st, "https://10.9.9.9:6443", &status);
         assert_int_equal(status, 1);

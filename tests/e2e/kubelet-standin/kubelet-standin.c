@@ -8,7 +8,10 @@
  *   - the certificate matches its private key;
  *   - the server is the one issued (--expect-server; without it the OK line names the server, and
  *     the test that delivered the stand-in compares it with the one it issued);
- *   - with --config, a KubeletConfiguration whose x509 clientCAFile is that same CA.
+ *   - with --config, a KubeletConfiguration whose x509 clientCAFile is that same CA;
+ *   - with --hostname-override NAME (what kubelet.service passes from the handoff's kubelet.env),
+ *     the certificate is the one for that node: CN=system:node:NAME, the only name the API server's
+ *     NodeRestriction lets this kubelet register.
  * It prints one line, "cnos-kubelet-standin: OK ..." or "cnos-kubelet-standin: FAIL <why>", and
  * exits 0 or 1. After OK it also keeps a boot marker next to the kubelet directory
  * (<kubeconfig dir>/../cnos-kubelet-standin.marker): a random token written and fsync()ed on the first
@@ -152,12 +155,13 @@ int main(int argc, char *argv[]) {
                 { "kubeconfig", required_argument, NULL, 'k' },
                 { "config", required_argument, NULL, 'c' },
                 { "expect-server", required_argument, NULL, 's' },
+                { "hostname-override", required_argument, NULL, 'n' },
                 /* What kubelet.service passes a real kubelet; the stand-in runs no containers. */
                 { "container-runtime-endpoint", required_argument, NULL, 'r' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *kubeconfig = NULL, *config = NULL, *expect = NULL;
+        const char *kubeconfig = NULL, *config = NULL, *expect = NULL, *node = NULL;
         bool as_service = false;
         char server[512], ca_rel[512], crt_rel[512], key_rel[512], ca[4096], crt[4096], key[4096], cn[256] = "";
         X509 *ca_cert = NULL, *cert = NULL;
@@ -180,11 +184,14 @@ int main(int argc, char *argv[]) {
                 case 's':
                         expect = optarg;
                         break;
+                case 'n':
+                        node = optarg;
+                        break;
                 case 'r':
                         as_service = true;
                         break;
                 case 'h':
-                        printf("Usage: " NAME " --kubeconfig FILE [--expect-server URL] [--config FILE]\n"
+                        printf("Usage: " NAME " --kubeconfig FILE [--expect-server URL] [--config FILE] [--hostname-override NAME]\n"
                                "A stand-in for kubelet: checks its credentials, prints OK or FAIL, exits.\n");
                         return 0;
                 default:
@@ -264,7 +271,12 @@ int main(int argc, char *argv[]) {
                 X509_free(cca);
         }
         X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
-        printf(NAME ": OK %s, certificate chains to the cluster CA and matches its key, server %s\n", cn, server);
+        if (node && (strncmp(cn, "system:node:", 12) != 0 || strcmp(cn + 12, node) != 0)) {
+                rc = fail("the client certificate is for \"%s\", not for node \"%s\" (--hostname-override)", cn, node);
+                goto out;
+        }
+        printf(NAME ": OK %s, certificate chains to the cluster CA and matches its key, server %s%s%s\n", cn, server,
+               node ? ", node name " : "", node ? node : "");
         fflush(stdout);
         rc = marker(kubeconfig);
         if (rc == 0 && as_service)
