@@ -6,6 +6,7 @@
  * The ticket lives in locked memory only. */
 
 #include <ctype.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "cmdline.h"
 #include "components.h"
 #include "csr.h"
+#include "fileio.h"
 #include "handoff.h"
 #include "hex.h"
 #include "joinclient.h"
@@ -30,6 +32,7 @@
 #define CMDLINE_NODE_KEY "cnos.node"
 #define CMDLINE_STATE_KEY "cnos.state"
 #define CMDLINE_INTEGRITY_KEY "cnos.state_integrity"
+#define DHCP_LEASES_DEFAULT "/run/systemd/netif/leases"
 #define STATE_MOUNT_DEFAULT "/sysroot/var"
 #define COMPONENTS_SUBDIR "/lib/cnos/components"
 /* OpenSSL's secure heap (mlock()ed, never dumped) for the kubelet key's private scalar. */
@@ -39,6 +42,7 @@
 static struct {
         const char *join;
         const char *cmdline_file;
+        const char *dhcp_leases;
         const char *tcti;
         const char *tee;
         const char *eventlog;
@@ -58,6 +62,7 @@ static struct {
         bool integrity;
 } arg = {
         .role = "worker",
+        .dhcp_leases = DHCP_LEASES_DEFAULT,
         .initial_backoff_ms = BACKOFF_INITIAL_MS_DEFAULT,
         .max_backoff_ms = BACKOFF_MAX_MS_DEFAULT,
         .timeout_ms = JOIN_TIMEOUT_MS_DEFAULT,
@@ -68,7 +73,9 @@ static void help(void) {
                "Joins this node to its cluster: attests to the join service and receives the ticket.\n\n"
                "  --join HOST:PORT             join service (default: cnos.join= on the kernel command line)\n"
                "  --cmdline-file PATH          read the kernel command line from PATH (default /proc/cmdline)\n"
-               "  --node-name NAME             node name (default: cnos.node= on the command line, else the hostname)\n"
+               "  --node-name NAME             node name (default: cnos.node= on the command line, else the hostname,\n"
+               "                               else the host name in a DHCP lease, else from the state disk's UUID)\n"
+               "  --dhcp-leases DIR            systemd-networkd's DHCP leases (default " DHCP_LEASES_DEFAULT ")\n"
                "  --role worker|control-plane  (default worker)\n"
                "  --disk-uuid UUID             join only: the state disk's LUKS2 UUID (without --state-disk)\n"
                "  --state-disk PATH            the state disk (default: cnos.state= on the command line); never guessed\n"
@@ -123,6 +130,7 @@ static int parse_args(int argc, char *argv[]) {
         enum {
                 ARG_JOIN = 0x100,
                 ARG_CMDLINE_FILE,
+                ARG_DHCP_LEASES,
                 ARG_TCTI,
                 ARG_TEE,
                 ARG_EVENTLOG,
@@ -150,6 +158,7 @@ static int parse_args(int argc, char *argv[]) {
                 { "verbose", no_argument, NULL, 'v' },
                 { "join", required_argument, NULL, ARG_JOIN },
                 { "cmdline-file", required_argument, NULL, ARG_CMDLINE_FILE },
+                { "dhcp-leases", required_argument, NULL, ARG_DHCP_LEASES },
                 { "tcti", required_argument, NULL, ARG_TCTI },
                 { "tee", required_argument, NULL, ARG_TEE },
                 { "eventlog", required_argument, NULL, ARG_EVENTLOG },
@@ -187,6 +196,9 @@ static int parse_args(int argc, char *argv[]) {
                         break;
                 case ARG_JOIN:
                         arg.join = optarg;
+                        break;
+                case ARG_DHCP_LEASES:
+                        arg.dhcp_leases = optarg;
                         break;
                 case ARG_CMDLINE_FILE:
                         arg.cmdline_file = optarg;
@@ -290,6 +302,47 @@ static int node_name_from_hostname(char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* The host name the DHCP server handed out (option 12), from systemd-networkd's lease files: the
+ * initrd has no D-Bus, so networkd cannot make it the hostname itself. Clouds name instances so,
+ * and `cnos cluster create` names its VMs so (QEMU's user network). The first valid name of the
+ * leases in name order; NULL when there is none. */
+static int node_name_from_dhcp(const char *leases_dir, char **ret) {
+        struct dirent **names = NULL;
+        int n;
+
+        *ret = NULL;
+        n = scandir(leases_dir, &names, NULL, alphasort);
+        if (n < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        for (int i = 0, count = n; i < count; i++) {
+                _cleanup_free_ char *path = NULL;
+                _cleanup_free_ uint8_t *text = NULL;
+                size_t size = 0;
+
+                if (!*ret && n >= 0 && names[i]->d_name[0] != '.' && asprintf(&path, "%s/%s", leases_dir, names[i]->d_name) >= 0 &&
+                    read_file(path, 64U * 1024U, &text, &size) >= 0) {
+                        for (char *line = (char *) text, *next; line && *line; line = next) {
+                                next = strchr(line, '\n');
+                                if (next)
+                                        *next++ = 0;
+                                if (strncmp(line, "HOSTNAME=", 9) != 0)
+                                        continue;
+                                for (char *p = line + 9; *p; p++)
+                                        *p = (char) tolower((unsigned char) *p);
+                                if (node_name_is_valid(line + 9)) {
+                                        *ret = strdup(line + 9);
+                                        if (!*ret)
+                                                n = -ENOMEM;
+                                }
+                                break;
+                        }
+                }
+                free(names[i]);
+        }
+        free(names);
+        return n < 0 ? n : 0;
+}
+
 /* "node-" and the disk UUID's first 8 hex digits. */
 static void node_name_from_disk(const char *uuid, char ret[static 14]) {
         snprintf(ret, 14, "node-%.8s", uuid);
@@ -331,6 +384,13 @@ static int setup(struct join_config *ret, struct setup *s) {
                         r = node_name_from_hostname(&s->node);
                         if (r < 0)
                                 return log_error_errno(r, "cannot read the hostname: %m");
+                        if (!s->node) {
+                                r = node_name_from_dhcp(arg.dhcp_leases, &s->node);
+                                if (r < 0)
+                                        return log_error_errno(r, "cannot read the DHCP leases in %s: %m", arg.dhcp_leases);
+                                if (s->node)
+                                        log_info("node name %s (the host name DHCP handed out)", s->node);
+                        }
                 } else if (r < 0)
                         return log_error_errno(r, "reading %s: %m", arg.cmdline_file ? arg.cmdline_file : CMDLINE_PATH_DEFAULT);
         }

@@ -113,3 +113,22 @@ printf 'cnos.state_integrity=none\n' >cmdline-none
 rc=0; boot "$T/disk.img" --cmdline-file cmdline-none >/dev/null 2>"$T/none.err" || rc=$?
 grep -q "LUKS2, initialising, header valid, UUID $uuid" "$T/none.err" || fail "cnos.state_integrity=none: the disk was not accepted"
 echo "ok: cnos.state_integrity=none takes the disk without integrity"
+
+# --- the node name: a placeholder hostname (as in the initrd, which has no D-Bus for networkd to
+# set the DHCP name with) gives way to the host name in systemd-networkd's DHCP lease --------------
+mkdir -p leases
+printf '# This is private data. Do not parse.\nADDRESS=10.0.2.15\nHOSTNAME=Worker-7\n' >leases/2
+n=$(joins)
+unshare -u sh -c 'hostname localhost && exec "$@"' sh \
+        timeout 120 "$BOOT" --tcti "$tcti" --eventlog "" --join "$endpoint" --attempts 1 --cmdline-file /dev/null \
+        --dhcp-leases "$T/leases" --state-disk "$T/disk.img" --state-mount "$T/mnt" >/dev/null 2>"$T/dhcp.err" || true
+grep -q "node name worker-7 (the host name DHCP handed out)" "$T/dhcp.err" || fail "the DHCP host name was not taken: $(cat "$T/dhcp.err")"
+grep -q "joining as node worker-7 (worker)" "$T/dhcp.err" || fail "the join did not use the DHCP host name"
+assert_eq $((n + 1)) "$(joins)" "DHCP name: joined"
+printf 'HOSTNAME=bad_name!\n' >leases/2
+unshare -u sh -c 'hostname localhost && exec "$@"' sh \
+        timeout 120 "$BOOT" --tcti "$tcti" --eventlog "" --join "$endpoint" --attempts 1 --cmdline-file /dev/null \
+        --dhcp-leases "$T/leases" --state-disk "$T/disk.img" --state-mount "$T/mnt" >/dev/null 2>"$T/dhcp.err" || true
+grep -qE "node name node-[0-9a-f]{8} \(from the disk UUID: the hostname is a placeholder\)" "$T/dhcp.err" ||
+        fail "an invalid DHCP host name was not passed over: $(cat "$T/dhcp.err")"
+echo "ok: a placeholder hostname: the DHCP lease's host name (lowercased), else one from the disk UUID"
