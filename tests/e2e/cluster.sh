@@ -49,7 +49,8 @@ for s in initrd attested disk-open bound kubelet; do
 done
 grep -q 'kubelet STAND-IN' "$T/create.out" || fail "create did not say that kubelet is the stand-in"
 echo "ok: create reached kubelet (the stand-in) in $((t1 - t0)) s, showing every state"
-grep -q 'cnos-kubelet-standin: OK' "$T/c/worker-1/console.log" || fail "no OK from the stand-in on the console"
+n=$(tr -d '\r' <"$T/c/worker-1/console.log" | grep -cE 'cnos-kubelet-standin: OK system:node:worker-1, .*, node name worker-1$' || true)
+[ "$n" -ge 1 ] || fail "no OK from the stand-in as node worker-1 (the VM's DHCP host name) on the console"
 grep -q 'verdict=accepted' "$T/c/joind.log" || fail "no accepted join in the audit log"
 echo "ok: the join service accepted the node; the stand-in accepted its credentials"
 timing=$(tr -d '\r' <"$T/c/worker-1/console.log" | grep -o 'handed off: cluster [0-9a-f]*; .*' | sed 's/cluster [0-9a-f]*; //' || true)

@@ -45,6 +45,10 @@ echo "first boot: kubelet stand-in started $((t1 - t0)) s after QEMU"
 node_wait "$T/boot1.log" 'cnos-kubelet-standin: marker new' 60 || { node_tail "$T/boot1.log"; fail "no boot marker written"; }
 marker=$(node_console "$T/boot1.log" | sed -n 's/.*cnos-kubelet-standin: marker new \(cnos-marker-[0-9a-f]*\).*/\1/p' | head -n 1)
 [ -n "$marker" ] || fail "no marker token on the console"
+# The node's name: the DHCP host name QEMU hands out (the VM's name), in the certificate and in the
+# kubelet's --hostname-override (the handoff's kubelet.env).
+node_console "$T/boot1.log" | grep -E 'cnos-kubelet-standin: OK system:node:worker-1, .*, node name worker-1$' >/dev/null ||
+        { node_console "$T/boot1.log" | grep 'cnos-kubelet-standin: OK' >&2; fail "the kubelet does not run as node worker-1 (its DHCP host name)"; }
 echo "ok: first boot joined, formatted the state disk and started kubelet (stand-in); marker $marker"
 grep -q 'verdict=accepted\|verdict=ok\|accepted' "$JOIND_LOG" || { tail -n 20 "$JOIND_LOG" >&2; fail "no accepted join in the audit log"; }
 echo "ok: the join service accepted the node against the image's signed measurements (PCRs 4, 9, 11, ...)"
