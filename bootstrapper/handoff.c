@@ -3,10 +3,12 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 
 #include "attestation/x509util.h"
 #include "csr.h"
+#include "fileio.h"
 #include "handoff.h"
 
 static void bio_freep(BIO **b) {
@@ -174,4 +176,44 @@ int handoff_write(const char *state_dir, const struct join_ticket *t, struct cno
                      server, cn, cn) < 0)
                 return cnos_err_set(e, -ENOMEM, "out of memory");
         return write_atomic(kdir, "kubeconfig", kubeconfig, strlen(kubeconfig), 0600, e);
+}
+
+int handoff_machine_id(const char *state_dir, char ret[static 33], struct cnos_err *e) {
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        _cleanup_free_ uint8_t *old = NULL;
+        uint8_t id[16];
+        char text[34];
+        size_t size = 0;
+        int r;
+
+        if (!state_dir || state_dir[0] != '/')
+                return cnos_err_set(e, -EINVAL, "machine ID: invalid argument");
+        if (asprintf(&dir, "%s/lib/dbus", state_dir) < 0 || asprintf(&path, "%s/machine-id", dir) < 0)
+                return cnos_err_set(e, -ENOMEM, "out of memory");
+        /* An earlier boot's: kept as long as it is one (32 lowercase hex digits and a newline, not
+         * all zeros); anything else there is replaced. */
+        r = read_file(path, 64, &old, &size);
+        if (r >= 0 && size == 33 && old[32] == '\n' && strspn((const char *) old, "0123456789abcdef") == 32 &&
+            strspn((const char *) old, "0") != 32) {
+                memcpy(ret, old, 32);
+                ret[32] = 0;
+                return 0;
+        }
+        if (r < 0 && r != -ENOENT)
+                return cnos_err_set(e, r, "machine ID: reading %s: %s", path, strerror(-r));
+
+        /* A random v4 UUID, as systemd makes them (sd_id128_randomize). */
+        if (RAND_bytes(id, sizeof(id)) != 1)
+                return cnos_err_set(e, -EIO, "machine ID: no random bytes");
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        for (size_t i = 0; i < sizeof(id); i++)
+                snprintf(text + 2 * i, 3, "%02x", id[i]);
+        text[32] = '\n';
+        text[33] = 0;
+        GUARD(mkdir_mode(dir, 0755, e));
+        GUARD(write_atomic(dir, "machine-id", text, 33, 0444, e));
+        memcpy(ret, text, 32);
+        ret[32] = 0;
+        return 0;
 }

@@ -28,9 +28,17 @@
 #include "ticket.h"
 
 #define HANDOFF_DIR "lib/kubelet"
+#define HANDOFF_MACHINE_ID_PATH "lib/dbus/machine-id"
 
 /* The API endpoint as a kubeconfig server URL; endpoints with characters outside
  * [A-Za-z0-9.:[]-] are refused (-EINVAL), they would not be host:port anyway. */
 _warn_unused_result_ int handoff_server_url(const char *endpoint, char **ret);
 
 _warn_unused_result_ int handoff_write(const char *state_dir, const struct join_ticket *t, struct cnos_err *e);
+
+/* The node's machine ID, kept on the state disk (STATE/lib/dbus/machine-id, 0444) so that it is the
+ * same on every boot: the read-only root's /etc/machine-id is empty, and systemd (252) in the real
+ * root takes /var/lib/dbus/machine-id before it would draw a random one. The journal then stays in
+ * one directory across reboots (journalctl -b -1 works). Made on the first boot (random v4), kept
+ * afterwards; *ret gets it as 32 hex digits. */
+_warn_unused_result_ int handoff_machine_id(const char *state_dir, char ret[static 33], struct cnos_err *e);

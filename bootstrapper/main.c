@@ -545,6 +545,7 @@ static int run_state(struct join_config *c, const char *disk) {
         enum statefs_state fs;
         struct cnos_err e = {};
         struct join_stats js = {};
+        char machine_id[33];
         uint64_t t0, t_probe, t_join, t_disk, t_bind, t_handoff;
         int r;
 
@@ -627,6 +628,11 @@ static int run_state(struct join_config *c, const char *disk) {
         if (r < 0)
                 return log_error_errno(r, "handoff: %s", cnos_err_msg(&e));
         log_info("handoff: kubelet credentials in %s/" HANDOFF_DIR, mount_dir);
+        r = handoff_machine_id(mount_dir, machine_id, &e);
+        if (r < 0)
+                return log_error_errno(r, "handoff: %s", cnos_err_msg(&e));
+        explicit_bzero(machine_id, sizeof(machine_id)); /* not logged: systemd treats it as confidential */
+        log_info("handoff: the node's machine ID is on the state disk (" HANDOFF_MACHINE_ID_PATH ")");
         if (arg.components_root)
                 components_root = strdup(arg.components_root);
         else if (asprintf(&components_root, "%s" COMPONENTS_SUBDIR, mount_dir) < 0)

@@ -134,9 +134,9 @@ if holds_bytes "$T/plain.img" "$T/key.bin"; then fail "the state disk's plaintex
 assert_eq 0 "$(count_secrets "$T/plain.img")" "the state disk's plaintext holds no disk key or master secret (raw, hex or base64)"
 
 # The node's journal: both boots, from the initrd's bootstrapper on (journald flushes /run into
-# /var/log/journal after the switch to the real root). The machine ID is transient (read-only root),
-# so each boot writes its own directory. Even when node_powerdown had to cut the power, the lines
-# asserted below were written at least 60 s before, past the kernel's 30 s dirty-page writeback.
+# /var/log/journal after the switch to the real root), under the machine ID the handoff keeps.
+# Even when node_powerdown had to cut the power, the lines asserted below were written at least
+# 90 s before, past the kernel's 30 s dirty-page writeback.
 statefs "rdump /log/journal $T" >/dev/null
 [ -d "$T/journal" ] || { statefs_errors; fail "no /var/log/journal on the state disk: the node's journal is not persistent"; }
 journalctl --directory="$T/journal" -o export --no-pager >"$T/journal.export" 2>"$T/journalctl.err" ||
@@ -145,6 +145,12 @@ entries=$(grep -ac '^__CURSOR=' "$T/journal.export" || true)
 boots=$({ grep -a '^_BOOT_ID=' "$T/journal.export" || true; } | sort -u | wc -l)
 files=$(find "$T/journal" -type f -name '*.journal*' | wc -l)
 jsize=$(du -sb "$T/journal" | cut -f1)
+# One machine ID for both boots (the handoff keeps it on the state disk: /var/lib/dbus/machine-id),
+# so the journal of every boot is in one directory, the way `journalctl -b -1` finds it.
+mid=$(statefs 'cat /lib/dbus/machine-id' | tr -d '\n')
+[[ $mid =~ ^[0-9a-f]{32}$ ]] || { statefs_errors; fail "no machine ID on the state disk (/var/lib/dbus/machine-id)"; }
+assert_eq "$mid" "$(find "$T/journal" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')" \
+        "the journal of both boots is in the one directory of the node's kept machine ID"
 # Not vacuous: the journal holds what the consoles showed, from both boots.
 assert_eq 2 "$(grep -acE '^MESSAGE=.*handed off: cluster [0-9a-f]+;' "$T/journal.export" || true)" \
         "the node's journal holds the bootstrapper's 'handed off' line of each boot"

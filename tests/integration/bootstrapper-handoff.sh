@@ -31,7 +31,7 @@ tcti=$(swtpm_start "$T/tpm")
 CNOS_TEST_STANDIN=$STANDIN CNOS_TEST_HTTP=http://127.0.0.1:$port CNOS_TEST_TCTI=$tcti CNOS_TEST_PCR_OUT=$T/pcr \
         TSS2_LOG=all+none "${wrapper[@]}" "$TEST" >"$T/out" 2>&1 || { cat "$T/out"; fail "itest-bootstrapper-handoff"; }
 cat "$T/out"
-grep -q 'PASSED  \] 3 test' "$T/out" || fail "not all three tests ran (skipped?)"
+grep -q 'PASSED  \] 4 test' "$T/out" || fail "not all four tests ran (skipped?)"
 
 read -r old id <"$T/pcr"
 want=$(printf '%s%s' "$old" "$id" | xxd -r -p | openssl dgst -sha256 -r | cut -d' ' -f1)

@@ -237,6 +237,43 @@ static void test_handoff(void **state) {
         pki_free(&p);
 }
 
+/* ---- machine ID ------------------------------------------------------------------------------- */
+
+static void test_machine_id(void **state) {
+        char st[256], path[512], id1[33], id2[33], id3[33], *text;
+        struct cnos_err e = {};
+        FILE *f;
+
+        snprintf(st, sizeof(st), "%s/mid", dir);
+        assert_int_equal(mkdir(st, 0755), 0);
+        snprintf(path, sizeof(path), "%s/lib", st);
+        assert_int_equal(mkdir(path, 0755), 0);
+        /* first boot: a new random v4 ID, 32 hex digits and a newline, read-only */
+        assert_int_equal(handoff_machine_id(st, id1, &e), 0);
+        snprintf(path, sizeof(path), "%s/lib/dbus/machine-id", st);
+        assert_int_equal(mode_of(st, "lib/dbus/machine-id"), 0444);
+        text = slurp(path);
+        assert_int_equal(strlen(text), 33);
+        assert_int_equal(strspn(text, "0123456789abcdef"), 32);
+        assert_int_equal(text[32], '\n');
+        assert_int_equal(text[12], '4');
+        assert_non_null(strchr("89ab", text[16]));
+        assert_memory_equal(text, id1, 32);
+        /* later boots: the same */
+        assert_int_equal(handoff_machine_id(st, id2, &e), 0);
+        assert_string_equal(id1, id2);
+        /* what is not a machine ID is replaced */
+        assert_int_equal(chmod(path, 0644), 0);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        fputs("00000000000000000000000000000000\n", f);
+        fclose(f);
+        assert_int_equal(handoff_machine_id(st, id3, &e), 0);
+        assert_string_not_equal(id3, "00000000000000000000000000000000");
+        assert_string_not_equal(id3, id1);
+        assert_memory_equal(slurp(path), id3, 32);
+}
+
 /* ---- components ------------------------------------------------------------------------------- */
 
 static const char kubelet_bytes[] = "#!/bin/sh\necho cnos test component\n";
@@ -412,6 +449,7 @@ static int teardown(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_handoff),
+                cmocka_unit_test(test_machine_id),
                 cmocka_unit_test(test_components),
                 cmocka_unit_test(test_pcr15),
         };
