@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 
+#include "hex.h"
 #include "luks2meta.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_tokener *, json_tokener_free);
@@ -194,6 +195,29 @@ static int check_keyslots(struct json_object *root, const struct luks2meta_expec
         return 0;
 }
 
+/* {"0": {"type":"cnos-disk","keyslots":[],"key_check":"<64 lowercase hex>"}} */
+static int check_tokens(struct json_object *root, uint8_t key_check[KEYCHECK_SIZE], struct cnos_err *e) {
+        static const char *const t_keys[] = { "type", "keyslots", "key_check", NULL };
+        struct json_object *t, *a, *v;
+        const char *s;
+
+        if (json_object_object_get_ex(root, "tokens", &t) && json_object_is_type(t, json_type_object) &&
+            json_object_object_length(t) == 0)
+                return cnos_err_set(e, -EKEYREJECTED, "tokens: no key check token (\"" LUKS2META_TOKEN_TYPE "\"): not formatted by this cnos");
+        GUARD(only_entry_zero(root, "tokens", "tokens", &t, e));
+        GUARD(keys_exact(t, t_keys, 3, "token 0", "tokens", e));
+        GUARD(want_str(t, "type", LUKS2META_TOKEN_TYPE, "token 0", "tokens", e));
+        (void) json_object_object_get_ex(t, "keyslots", &a);
+        if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) != 0)
+                return cnos_err_set(e, -EKEYREJECTED, "tokens: token 0.keyslots is not []");
+        (void) json_object_object_get_ex(t, "key_check", &v);
+        s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+        if (!s || strlen(s) != 2 * KEYCHECK_SIZE || strspn(s, "0123456789abcdef") != 2 * KEYCHECK_SIZE ||
+            hex_decode(s, key_check, KEYCHECK_SIZE) < 0)
+                return cnos_err_set(e, -EKEYREJECTED, "tokens: token 0.key_check is not %u lowercase hex digits", 2 * KEYCHECK_SIZE);
+        return 0;
+}
+
 static int check_segments(struct json_object *root, const struct luks2meta_expect *x, struct cnos_err *e) {
         static const char *const seg_keys[] = { "type", "offset", "size", "iv_tweak", "encryption", "sector_size", "integrity", NULL };
         static const char *const int_keys[] = { "type", "journal_encryption", "journal_integrity", NULL };
@@ -253,11 +277,12 @@ static int check_config(struct json_object *root, struct cnos_err *e) {
         return 0;
 }
 
-int luks2meta_validate(const char *json, size_t len, const struct luks2meta_expect *x, struct cnos_err *e) {
+int luks2meta_validate(const char *json, size_t len, const struct luks2meta_expect *x, uint8_t ret_key_check[KEYCHECK_SIZE],
+                       struct cnos_err *e) {
         static const char *const top_keys[] = { "keyslots", "tokens", "segments", "digests", "config", NULL };
         _cleanup_(json_tokener_freep) struct json_tokener *tok = NULL;
         _cleanup_(json_putp) struct json_object *root = NULL;
-        struct json_object *tokens;
+        uint8_t key_check[KEYCHECK_SIZE];
 
         if (!json || !x)
                 return cnos_err_set(e, -EINVAL, "json: invalid argument");
@@ -274,13 +299,11 @@ int luks2meta_validate(const char *json, size_t len, const struct luks2meta_expe
         GUARD(keys_exact(root, top_keys, 5, "the metadata", "json", e));
 
         GUARD(check_keyslots(root, x, e));
-        (void) json_object_object_get_ex(root, "tokens", &tokens);
-        if (!json_object_is_type(tokens, json_type_object))
-                return cnos_err_set(e, -EKEYREJECTED, "tokens: not an object");
-        if (json_object_object_length(tokens) != 0)
-                return cnos_err_set(e, -EKEYREJECTED, "tokens: %d token(s), cnos writes none", json_object_object_length(tokens));
+        GUARD(check_tokens(root, key_check, e));
         GUARD(check_segments(root, x, e));
         GUARD(check_digests(root, e));
         GUARD(check_config(root, e));
+        if (ret_key_check)
+                memcpy(ret_key_check, key_check, KEYCHECK_SIZE);
         return 0;
 }

@@ -5,8 +5,8 @@
  * what libcryptsetup's crypt_dump_json() returns for a header it loaded (binary header and JSON
  * checksums already verified): checksums prove nothing about who wrote it, so every field that
  * decides how the disk is decrypted is compared with what cnos would have written, and anything
- * else - an unknown key, a second keyslot, a token, a reencryption segment, a weaker cipher - is
- * refused. Pure function of its input: no I/O, fuzzed by tests/fuzz/fuzz-luks2meta.c.
+ * else - an unknown key, a second keyslot, a foreign token, a reencryption segment, a weaker
+ * cipher - is refused. Pure function of its input: no I/O, fuzzed by tests/fuzz/fuzz-luks2meta.c.
  *
  * Checks, in order; the first that fails names itself at the start of the message:
  *   "json"       parses as one JSON object (at most LUKS2META_JSON_MAX bytes) with exactly the keys
@@ -15,7 +15,10 @@
  *                af luks1/4000 stripes/sha256, area raw at any offset inside the keyslots area with
  *                aes-xts-plain64 and key_size 64, kdf pbkdf2/sha256 with LUKS2META_PBKDF2_MIN..MAX
  *                iterations and a salt; an optional priority 1 (normal)
- *   "tokens"     none
+ *   "tokens"     exactly one, "0": the key check (keycheck.h) that cnos writes before the keyslot,
+ *                {"type":"cnos-disk","keyslots":[],"key_check":"<64 lowercase hex>"} and nothing
+ *                else; a header with keyslot 0 (every header this function sees) without it was
+ *                not formatted by this cnos
  *   "segments"   exactly one, "0": type crypt, offset LUKS2META_DATA_OFFSET, size dynamic, iv_tweak
  *                0, aes-xts-plain64, sector_size 4096, integrity absent (or hmac(sha256) with
  *                journal none/none when integrity is expected), no flags
@@ -27,6 +30,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "keycheck.h"
 #include "macro.h"
 
 #define LUKS2META_JSON_MAX (64U * 1024U)
@@ -41,8 +45,14 @@
 #define LUKS2META_PBKDF2_MIN 1000LL
 #define LUKS2META_PBKDF2_MAX 100000LL
 
+/* The token cnos writes: the key check value of the disk key, for the join service to compare. */
+#define LUKS2META_TOKEN_TYPE "cnos-disk"
+#define LUKS2META_TOKEN_FMT "{\"type\":\"" LUKS2META_TOKEN_TYPE "\",\"keyslots\":[],\"key_check\":\"%s\"}"
+
 struct luks2meta_expect {
         bool integrity; /* hmac(sha256) per-sector authentication */
 };
 
-_warn_unused_result_ int luks2meta_validate(const char *json, size_t len, const struct luks2meta_expect *x, struct cnos_err *e);
+/* On success, ret_key_check (if not NULL) receives the token's key check value. */
+_warn_unused_result_ int luks2meta_validate(const char *json, size_t len, const struct luks2meta_expect *x,
+                                            uint8_t ret_key_check[KEYCHECK_SIZE], struct cnos_err *e);

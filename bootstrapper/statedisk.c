@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include "hex.h"
+#include "keycheck.h"
 #include "luks2meta.h"
 #include "statedisk.h"
 
@@ -64,8 +66,10 @@ static void crypt_freep(struct crypt_device **cd) {
 static int cs_init(const char *path, struct crypt_device **ret, struct cs_log *log, struct cnos_err *e) {
         int r;
 
-        /* The default callback prints to stderr; library code stays quiet. */
+        /* The default callback prints to stderr; library code stays quiet. No token plugin is ever
+         * loaded for a token type read from a disk: cnos's own token needs none. */
         crypt_set_log_callback(NULL, cs_log_cb, NULL);
+        crypt_token_external_disable();
         r = crypt_init(ret, path);
         if (r < 0)
                 return cnos_err_set(e, r, "cannot open %s: %s", path, strerror(-r));
@@ -203,17 +207,18 @@ bool statedisk_uuid_is_canonical(const char *s) {
         return true;
 }
 
-/* The accessor checks, one per line, each naming itself; then the JSON (luks2meta). `want_uuid` NULL:
- * any canonical UUID. `keyslots` is how many active keyslots are expected (0 only for the
- * interrupted first format). */
+/* The accessor checks, one per line, each naming itself; then the JSON (luks2meta), which yields the
+ * key check (ret_key_check may be NULL). `want_uuid` NULL: any canonical UUID. `keyslots` is how
+ * many active keyslots are expected (0 only for the interrupted first format, whose token may or
+ * may not have been written). */
 static int header_validate(struct crypt_device *cd, const struct statedisk_options *o, const char *want_uuid, const char *want_subsystem,
-                           unsigned keyslots, struct cnos_err *e) {
+                           unsigned keyslots, uint8_t ret_key_check[KEYCHECK_SIZE], struct cnos_err *e) {
         const struct luks2meta_expect x = { .integrity = o->integrity };
         struct crypt_params_integrity ip = {};
         struct crypt_pbkdf_type pbkdf = {};
         const char *s, *json = NULL;
         uint32_t flags = 0;
-        unsigned active = 0;
+        unsigned active = 0, tokens = 0;
         int r, max;
 
         s = crypt_get_type(cd);
@@ -275,11 +280,17 @@ static int header_validate(struct crypt_device *cd, const struct statedisk_optio
                                             pbkdf.hash ? pbkdf.hash : "?");
         }
         for (int t = 0; t < 32; t++) {
-                crypt_token_info ti = crypt_token_status(cd, t, NULL);
+                const char *type = NULL;
+                crypt_token_info ti = crypt_token_status(cd, t, &type);
 
-                if (ti != CRYPT_TOKEN_INACTIVE && ti != CRYPT_TOKEN_INVALID)
-                        return cnos_err_set(e, -EKEYREJECTED, "tokens: token %d is present; cnos writes none", t);
+                if (ti == CRYPT_TOKEN_INACTIVE || ti == CRYPT_TOKEN_INVALID)
+                        continue;
+                if (t != 0 || !type || strcmp(type, LUKS2META_TOKEN_TYPE) != 0)
+                        return cnos_err_set(e, -EKEYREJECTED, "tokens: token %d is present; cnos writes only token 0, its key check (" LUKS2META_TOKEN_TYPE ")", t);
+                tokens++;
         }
+        if (keyslots > 0 && tokens == 0)
+                return cnos_err_set(e, -EKEYREJECTED, "tokens: no key check token (" LUKS2META_TOKEN_TYPE "): not formatted by this cnos");
         s = crypt_get_uuid(cd);
         if (!statedisk_uuid_is_canonical(s))
                 return cnos_err_set(e, -EKEYREJECTED, "uuid: \"%.40s\" is not a lowercase canonical UUID", s ? s : "");
@@ -291,7 +302,7 @@ static int header_validate(struct crypt_device *cd, const struct statedisk_optio
                 return cnos_err_set(e, -EKEYREJECTED, "json: cannot read the metadata (%s)", strerror(r < 0 ? -r : EIO));
         if (keyslots == 0)
                 return 0; /* the JSON of a header without keyslot has nothing cnos would use */
-        return luks2meta_validate(json, strlen(json), &x, e);
+        return luks2meta_validate(json, strlen(json), &x, ret_key_check, e);
 }
 
 /* ---- probe --------------------------------------------------------------------------------------- */
@@ -314,14 +325,14 @@ static int probe_luks2(const char *path, int fd, uint64_t size, const struct sta
         if (!label || strcmp(label, STATEDISK_LABEL) != 0)
                 return cnos_err_set(e, -EEXIST, "%s holds a LUKS2 volume that cnos did not format (label \"%.48s\")", path, label ? label : "");
         if (subsystem && strcmp(subsystem, STATEDISK_SUBSYSTEM_READY) == 0) {
-                r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_READY, 1, e);
+                r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_READY, 1, ret->key_check, e);
                 if (r < 0)
                         return cnos_err_prefix(e, r, "%s: LUKS2 header refused: ", path);
                 ret->state = STATEDISK_READY;
         } else if (subsystem && strcmp(subsystem, STATEDISK_SUBSYSTEM_INIT) == 0) {
                 if (crypt_keyslot_status(cd, 0) == CRYPT_SLOT_INACTIVE) {
                         /* cut short between crypt_format and the keyslot: no key ever opened it */
-                        r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_INIT, 0, e);
+                        r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_INIT, 0, NULL, e);
                         if (r < 0)
                                 return cnos_err_prefix(e, r, "%s: LUKS2 header refused: ", path);
                         r = sampled_zero(fd, size, STATEDISK_HEAD_AREA, &at);
@@ -333,7 +344,7 @@ static int probe_luks2(const char *path, int fd, uint64_t size, const struct sta
                         ret->interrupted = true;
                         return 0;
                 }
-                r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_INIT, 1, e);
+                r = header_validate(cd, o, NULL, STATEDISK_SUBSYSTEM_INIT, 1, ret->key_check, e);
                 if (r < 0)
                         return cnos_err_prefix(e, r, "%s: LUKS2 header refused: ", path);
                 ret->state = STATEDISK_INITIALISING;
@@ -434,6 +445,8 @@ int statedisk_format(const char *path, const char *uuid, const uint8_t *key, siz
                 .subsystem = STATEDISK_SUBSYSTEM_INIT,
                 .data_alignment = DATA_OFFSET_SECTORS,
         };
+        uint8_t key_check[KEYCHECK_SIZE];
+        char token[sizeof(LUKS2META_TOKEN_FMT) + 2 * KEYCHECK_SIZE], hex[2 * KEYCHECK_SIZE + 1];
         struct statedisk_info info;
         struct cs_log log = {};
         int r;
@@ -444,6 +457,8 @@ int statedisk_format(const char *path, const char *uuid, const uint8_t *key, siz
                 o = &none;
         if (!statedisk_uuid_is_canonical(uuid))
                 return cnos_err_set(e, -EINVAL, "format: \"%s\" is not a lowercase canonical UUID", uuid);
+        GUARD(keycheck_compute(key, key_size, uuid, key_check, e));
+        (void) snprintf(token, sizeof(token), LUKS2META_TOKEN_FMT, hex_encode(key_check, KEYCHECK_SIZE, hex));
         /* Never on the word of a caller: the disk must still be blank now. */
         GUARD(statedisk_probe(path, o, &info, e));
         if (info.state != STATEDISK_BLANK)
@@ -463,6 +478,11 @@ int statedisk_format(const char *path, const char *uuid, const uint8_t *key, siz
                          VOLUME_KEY_SIZE + (o->integrity ? INTEGRITY_KEY_SIZE : 0), &params);
         if (r < 0)
                 return cnos_err_set(e, r, "format %s: %s", path, cs_why(&log, r));
+        /* The key check before the keyslot: every header with a keyslot has one. Cut short in
+         * between, the header has a token but no keyslot: never initialised, formatted again. */
+        r = crypt_token_json_set(cd, 0, token);
+        if (r < 0)
+                return cnos_err_set(e, r, "format %s: writing the key check token: %s", path, cs_why(&log, r));
         r = crypt_keyslot_add_by_volume_key(cd, 0, NULL, 0, (const char *) key, key_size);
         if (r < 0)
                 return cnos_err_set(e, r, "format %s: adding the keyslot: %s", path, cs_why(&log, r));
@@ -485,7 +505,7 @@ static int load_validated(const char *path, const char *uuid, const struct state
                 if (!sub || (strcmp(sub, STATEDISK_SUBSYSTEM_INIT) != 0 && strcmp(sub, STATEDISK_SUBSYSTEM_READY) != 0))
                         sub = STATEDISK_SUBSYSTEM_READY;
         }
-        r = header_validate(cd, o, uuid, sub, 1, e);
+        r = header_validate(cd, o, uuid, sub, 1, NULL, e);
         if (r < 0)
                 return cnos_err_prefix(e, r, "%s: LUKS2 header refused: ", path);
         *ret = TAKE_PTR(cd);

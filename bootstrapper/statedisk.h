@@ -23,14 +23,15 @@
  *                 never reformatted, whatever the unauthenticated subsystem field says.
  *   READY         subsystem "cnos-ready": opened and mounted, never formatted again.
  *
- * Power loss during the first boot's setup: statedisk_format() writes the header three times
- * (crypt_format, then the keyslot; READY later). libcryptsetup updates the two LUKS2 header copies
+ * Power loss during the first boot's setup: statedisk_format() writes the header four times
+ * (crypt_format, the key check token, then the keyslot; READY later). libcryptsetup updates the two LUKS2 header copies
  * one after the other, so after the first write completes one copy always loads. Cut short before:
  *   - inside the very first header write: neither copy loads. A disk whose head starts with a LUKS2
  *     binary header labelled "cnos-state"/"cnos-initialising" and whose every other read byte is
  *     zero holds no data (the data segment was never written) -> BLANK, marked `interrupted`;
- *   - after it, before the keyslot: a valid "cnos-initialising" header without a keyslot; nothing
- *     could ever have opened it -> BLANK (`interrupted`), if the data segment is unwritten;
+ *   - after it, before the keyslot: a valid "cnos-initialising" header without a keyslot (with or
+ *     without the key check token); nothing could ever have opened it -> BLANK (`interrupted`), if
+ *     the data segment is unwritten;
  *   - after the keyslot: INITIALISING, see above.
  * Anything else is refused: a foreign filesystem, LUKS1, a LUKS2 header cnos did not write or that
  * fails a check, a READY header that does not load, any non-zero byte on a disk that is not ours.
@@ -45,6 +46,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "keycheck.h"
 #include "macro.h"
 
 #define STATEDISK_LABEL "cnos-state"
@@ -70,6 +72,7 @@ struct statedisk_options {
 struct statedisk_info {
         enum statedisk_state state;
         char uuid[STATEDISK_UUID_LEN + 1]; /* INITIALISING, READY: the header's UUID */
+        uint8_t key_check[KEYCHECK_SIZE];  /* INITIALISING, READY: the header's key check (keycheck.h) */
         bool interrupted;                  /* BLANK: a first format that was cut short */
         uint64_t size;                     /* bytes */
 };
@@ -90,9 +93,10 @@ bool statedisk_uuid_is_canonical(const char *s);
 _warn_unused_result_ int statedisk_uuid_generate(char ret[static STATEDISK_UUID_LEN + 1]);
 
 /* First boot: probes again and formats only a BLANK disk: LUKS2, aes-xts-plain64 with a 512-bit
- * random volume key, 4096-byte sectors, `uuid`, subsystem "cnos-initialising", keyslot 0 = `key`
- * through PBKDF2-SHA256 with 1000 iterations. No wipe of the data area (with integrity the wipe
- * needs the mapped device: statedisk_activate() does it). */
+ * random volume key, 4096-byte sectors, `uuid`, subsystem "cnos-initialising", token 0 = the key
+ * check of `key` for `uuid` (luks2meta.h, keycheck.h), then keyslot 0 = `key` through PBKDF2-SHA256
+ * with 1000 iterations. No wipe of the data area (with integrity the wipe needs the mapped device:
+ * statedisk_activate() does it). */
 _warn_unused_result_ int statedisk_format(const char *path, const char *uuid, const uint8_t *key, size_t key_size,
                                           const struct statedisk_options *o, struct cnos_err *e);
 

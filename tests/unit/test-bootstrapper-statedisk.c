@@ -3,11 +3,14 @@
  * libcryptsetup and the cryptsetup / mkfs.ext4 tools as independent witnesses:
  *   - a blank file is formatted: `cryptsetup luksDump` shows LUKS2, aes-xts-plain64, 4096-byte
  *     sectors, the UUID, PBKDF2; `cryptsetup open --test-passphrase` accepts the key from a file;
+ *     `cryptsetup token export` shows the key check token, whose value `openssl mac` computes from
+ *     the key and the UUID too, and which the probe reports;
  *   - probe: blank, initialising, ready; an interrupted first format (no keyslot; a torn first
  *     header) is recognised as never initialised;
  *   - refused, with the disk's sha256 unchanged: ext4, random data, LUKS1, LUKS2 made with
- *     aes-cbc-essiv, 512-byte sectors, a second keyslot, a token, argon2id, a header whose JSON was
- *     edited (checksum wrong), a foreign label; a wrong key; a too-small disk;
+ *     aes-cbc-essiv, 512-byte sectors, a second keyslot, a foreign token, no key check token or a
+ *     malformed one, argon2id, a header whose JSON was edited (checksum wrong), a foreign label; a
+ *     wrong key; a too-small disk;
  *   - luks2meta: crafted JSON, one refusal per rule;
  *   - statefs: no fs / fresh / used ext4 on a plain file; mkfs refuses a used one. */
 
@@ -127,10 +130,24 @@ static int teardown(void **state) {
         return sh("rm -rf %s", dir) == 0 ? 0 : -1;
 }
 
+/* The key check of `key` for `u`, by `openssl mac` (lowercase hex). */
+static const char *openssl_kcv(const char *u) {
+        static char kcv[2 * KEYCHECK_SIZE + 1];
+        char hexkey[65], *out;
+
+        for (size_t i = 0; i < sizeof(key); i++)
+                snprintf(hexkey + 2 * i, 3, "%02x", key[i]);
+        out = sh_out("printf '%%s' 'cnos disk key check v1:%s' | openssl mac -digest SHA256 -macopt hexkey:%s HMAC | tr A-F a-f", u, hexkey);
+        assert_true(strlen(out) >= 2 * KEYCHECK_SIZE);
+        memcpy(kcv, out, 2 * KEYCHECK_SIZE);
+        kcv[2 * KEYCHECK_SIZE] = 0;
+        return kcv;
+}
+
 static void test_format_and_dump(void **state) {
         struct statedisk_info info;
         struct cnos_err e = {};
-        char *out;
+        char *out, token[256], hex[2 * KEYCHECK_SIZE + 1];
 
         blank("d.img", 64);
         assert_int_equal(statedisk_probe(path("d.img"), &plain, &info, &e), 0);
@@ -150,13 +167,21 @@ static void test_format_and_dump(void **state) {
         assert_non_null(strstr(out, "PBKDF:      pbkdf2"));
         assert_non_null(strstr(out, "Iterations: 1000"));
         assert_null(strstr(out, "  1: luks2")); /* one keyslot */
+        assert_non_null(strstr(out, "  0: cnos-disk"));
         assert_int_equal(sh("cryptsetup open --test-passphrase --key-file %s %s", path("key"), path("d.img")), 0);
+        /* the key check token, exactly, with the value openssl computes */
+        snprintf(token, sizeof(token), "{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"%s\"}", openssl_kcv(uuid));
+        out = sh_out("cryptsetup token export --token-id 0 %s | tr -d ' \\n'", path("d.img"));
+        assert_string_equal(out, token);
         /* no wipe: the data segment is still zero */
         assert_int_equal(sh("cmp -s -n 1048576 -i 16777216:0 %s /dev/zero", path("d.img")), 0);
 
         assert_int_equal(statedisk_probe(path("d.img"), &plain, &info, &e), 0);
         assert_int_equal(info.state, STATEDISK_INITIALISING);
         assert_string_equal(info.uuid, uuid);
+        for (size_t i = 0; i < KEYCHECK_SIZE; i++)
+                snprintf(hex + 2 * i, 3, "%02x", info.key_check[i]);
+        assert_string_equal(hex, openssl_kcv(uuid));
         assert_int_equal(statedisk_check_key(path("d.img"), uuid, key, sizeof(key), &plain, &e), 0);
 
         /* a second format of the same disk is refused */
@@ -169,6 +194,9 @@ static void test_format_and_dump(void **state) {
         assert_non_null(strstr(sh_out("cryptsetup luksDump %s", path("d.img")), "Subsystem:     \tcnos-ready"));
         assert_int_equal(statedisk_probe(path("d.img"), &plain, &info, &e), 0);
         assert_int_equal(info.state, STATEDISK_READY);
+        for (size_t i = 0; i < KEYCHECK_SIZE; i++)
+                snprintf(hex + 2 * i, 3, "%02x", info.key_check[i]);
+        assert_string_equal(hex, openssl_kcv(uuid));
         assert_int_equal(statedisk_check_key(path("d.img"), uuid, key, sizeof(key), &plain, &e), 0);
         /* marking ready twice: a ready header is not "initialising" */
         cnos_err_clear(&e);
@@ -236,12 +264,16 @@ static void test_foreign(void **state) {
         assert_refused("small.img", -ENOSPC, "smaller than");
 }
 
-/* LUKS2 headers carrying cnos's label and subsystem but weaker or unexpected settings. */
+#define KCV_TOKEN(kcv) "{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"" kcv "\"}"
+#define KCV_HEX "abababababababababababababababababababababababababababababababab"
+
+/* LUKS2 headers carrying cnos's label and subsystem (and a key check token, whose value no probe
+ * can judge) but weaker or unexpected settings. */
 static void luks2(const char *name, const char *opts) {
         blank(name, 64);
         assert_int_equal(sh("cryptsetup luksFormat -q --type luks2 --label cnos-state --subsystem cnos-ready "
-                            "--key-file %s %s %s",
-                            path("key"), opts, path(name)),
+                            "--key-file %s %s %s && echo '" KCV_TOKEN(KCV_HEX) "' | cryptsetup token import --token-id 0 %s",
+                            path("key"), opts, path(name), path(name)),
                          0);
 }
 
@@ -255,6 +287,8 @@ static void test_tampered(void **state) {
         luks2("good.img", CNOS_OPTS);
         assert_int_equal(statedisk_probe(path("good.img"), &plain, &info, &e), 0);
         assert_int_equal(info.state, STATEDISK_READY);
+        assert_int_equal(info.key_check[0], 0xab);
+        assert_int_equal(info.key_check[KEYCHECK_SIZE - 1], 0xab);
 
         luks2("cbc.img", "--cipher aes-cbc-essiv:sha256 --key-size 256 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000");
         assert_refused("cbc.img", -EKEYREJECTED, "cipher:");
@@ -276,7 +310,42 @@ static void test_tampered(void **state) {
 
         luks2("tok.img", CNOS_OPTS);
         assert_int_equal(sh("echo '{\"type\":\"evil\",\"keyslots\":[]}' | cryptsetup token import %s", path("tok.img")), 0);
-        assert_refused("tok.img", -EKEYREJECTED, "tokens:");
+        assert_refused("tok.img", -EKEYREJECTED, "tokens: token 1 is present");
+
+        /* the key check token: required on a disk with a keyslot, of exactly cnos's shape */
+        luks2("notok.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s", path("notok.img")), 0);
+        assert_refused("notok.img", -EKEYREJECTED, "tokens: no key check token");
+        luks2("evil0.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s && echo '{\"type\":\"evil\",\"keyslots\":[]}' | "
+                            "cryptsetup token import --token-id 0 %s",
+                            path("evil0.img"), path("evil0.img")),
+                         0);
+        assert_refused("evil0.img", -EKEYREJECTED, "tokens: token 0 is present; cnos writes only token 0, its key check");
+        luks2("tok1.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s && echo '" KCV_TOKEN(KCV_HEX) "' | "
+                            "cryptsetup token import --token-id 1 %s",
+                            path("tok1.img"), path("tok1.img")),
+                         0);
+        assert_refused("tok1.img", -EKEYREJECTED, "tokens: token 1 is present");
+        luks2("upper.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s && echo '" KCV_TOKEN("ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB") "' | "
+                            "cryptsetup token import --token-id 0 %s",
+                            path("upper.img"), path("upper.img")),
+                         0);
+        assert_refused("upper.img", -EKEYREJECTED, "tokens: token 0.key_check is not 64 lowercase hex digits");
+        luks2("extra.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s && echo '{\"type\":\"cnos-disk\",\"keyslots\":[],"
+                            "\"key_check\":\"" KCV_HEX "\",\"key\":\"00\"}' | cryptsetup token import --token-id 0 %s",
+                            path("extra.img"), path("extra.img")),
+                         0);
+        assert_refused("extra.img", -EKEYREJECTED, "tokens: unexpected \"key\" in token 0");
+        luks2("bound.img", CNOS_OPTS);
+        assert_int_equal(sh("cryptsetup token remove --token-id 0 %s && echo '{\"type\":\"cnos-disk\",\"keyslots\":[\"0\"],"
+                            "\"key_check\":\"" KCV_HEX "\"}' | cryptsetup token import --token-id 0 %s",
+                            path("bound.img"), path("bound.img")),
+                         0);
+        assert_refused("bound.img", -EKEYREJECTED, "tokens: token 0.keyslots is not []");
 
         luks2("sub.img", CNOS_OPTS);
         assert_int_equal(sh("cryptsetup config --label cnos-state --subsystem somebody-else %s", path("sub.img")), 0);
@@ -310,6 +379,28 @@ static void test_interrupted(void **state) {
         assert_true(info.interrupted);
         assert_int_equal(statedisk_format(path("nk.img"), uuid, key, sizeof(key), &plain, &e), 0);
         assert_int_equal(sh("cryptsetup open --test-passphrase --key-file %s %s", path("key"), path("nk.img")), 0);
+
+        /* 1b. cut short after the key check token, before the keyslot: never initialised either */
+        blank("nkt.img", 64);
+        assert_int_equal(sh("cryptsetup luksFormat -q --type luks2 --label cnos-state --subsystem cnos-initialising "
+                            CNOS_OPTS "--key-file %s %s && echo '" KCV_TOKEN(KCV_HEX) "' | cryptsetup token import --token-id 0 %s && "
+                            "cryptsetup luksKillSlot -q --key-file %s %s 0",
+                            path("key"), path("nkt.img"), path("nkt.img"), path("key"), path("nkt.img")),
+                         0);
+        assert_int_equal(statedisk_probe(path("nkt.img"), &plain, &info, &e), 0);
+        assert_int_equal(info.state, STATEDISK_BLANK);
+        assert_true(info.interrupted);
+        assert_int_equal(statedisk_format(path("nkt.img"), uuid, key, sizeof(key), &plain, &e), 0);
+        assert_int_equal(statedisk_probe(path("nkt.img"), &plain, &info, &e), 0);
+        assert_int_equal(info.state, STATEDISK_INITIALISING);
+        /* ... but not with a foreign token */
+        blank("nke.img", 64);
+        assert_int_equal(sh("cryptsetup luksFormat -q --type luks2 --label cnos-state --subsystem cnos-initialising "
+                            CNOS_OPTS "--key-file %s %s && echo '{\"type\":\"evil\",\"keyslots\":[]}' | "
+                            "cryptsetup token import --token-id 0 %s && cryptsetup luksKillSlot -q --key-file %s %s 0",
+                            path("key"), path("nke.img"), path("nke.img"), path("key"), path("nke.img")),
+                         0);
+        assert_refused("nke.img", -EKEYREJECTED, "tokens: token 0 is present");
 
         /* ... but not when the data segment was written (someone used it) */
         blank("nkd.img", 64);
@@ -378,7 +469,7 @@ static const char good_json[] =
         "{\"keyslots\":{\"0\":{\"type\":\"luks2\",\"key_size\":64,\"af\":{\"type\":\"luks1\",\"stripes\":4000,\"hash\":\"sha256\"},"
         "\"area\":{\"type\":\"raw\",\"offset\":\"32768\",\"size\":\"258048\",\"encryption\":\"aes-xts-plain64\",\"key_size\":64},"
         "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,\"salt\":\"c2FsdA==\"}}},"
-        "\"tokens\":{},"
+        "\"tokens\":{\"0\":{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"" KCV_HEX "\"}},"
         "\"segments\":{\"0\":{\"type\":\"crypt\",\"offset\":\"16777216\",\"size\":\"dynamic\",\"iv_tweak\":\"0\","
         "\"encryption\":\"aes-xts-plain64\",\"sector_size\":4096}},"
         "\"digests\":{\"0\":{\"type\":\"pbkdf2\",\"keyslots\":[\"0\"],\"segments\":[\"0\"],\"hash\":\"sha256\",\"iterations\":1000,"
@@ -393,18 +484,36 @@ static void expect_meta(const char *from, const char *to, int code, const char *
 
         assert_non_null(at);
         snprintf(buf, sizeof(buf), "%.*s%s%s", (int) (at - good_json), good_json, to, at + strlen(from));
-        assert_int_equal(luks2meta_validate(buf, strlen(buf), &x, &e), code);
+        assert_int_equal(luks2meta_validate(buf, strlen(buf), &x, NULL, &e), code);
         if (code < 0 && strncmp(e.msg, check, strlen(check)) != 0)
                 fail_msg("%s -> %s: \"%s\" does not start with \"%s\"", from, to, e.msg, check);
 }
 
 static void test_luks2meta(void **state) {
         const struct luks2meta_expect x = {}, xi = { .integrity = true };
+        uint8_t kcv[KEYCHECK_SIZE] = {};
         struct cnos_err e = {};
 
-        assert_int_equal(luks2meta_validate(good_json, strlen(good_json), &x, &e), 0);
-        assert_int_equal(luks2meta_validate(good_json, strlen(good_json), &xi, &e), -EKEYREJECTED);
-        expect_meta("\"tokens\":{}", "\"tokens\":{\"0\":{\"type\":\"x\",\"keyslots\":[]}}", -EKEYREJECTED, "tokens");
+        assert_int_equal(luks2meta_validate(good_json, strlen(good_json), &x, kcv, &e), 0);
+        for (size_t i = 0; i < KEYCHECK_SIZE; i++)
+                assert_int_equal(kcv[i], 0xab);
+        assert_int_equal(luks2meta_validate(good_json, strlen(good_json), &xi, NULL, &e), -EKEYREJECTED);
+        /* the one token: cnos's key check, exactly */
+        expect_meta("\"tokens\":{\"0\":{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"" KCV_HEX "\"}}", "\"tokens\":{}",
+                    -EKEYREJECTED, "tokens: no key check token");
+        expect_meta("\"type\":\"cnos-disk\"", "\"type\":\"x\"", -EKEYREJECTED, "tokens: token 0.type is \"x\"");
+        expect_meta("\"tokens\":{\"0\":", "\"tokens\":{\"1\":", -EKEYREJECTED, "tokens: the tokens is not number 0");
+        expect_meta("\"tokens\":{\"0\":", "\"tokens\":{\"1\":{\"type\":\"x\",\"keyslots\":[]},\"0\":", -EKEYREJECTED,
+                    "tokens: 2 tokens, expected exactly 1");
+        expect_meta("\"keyslots\":[],", "\"keyslots\":[\"0\"],", -EKEYREJECTED, "tokens: token 0.keyslots is not []");
+        expect_meta("\"keyslots\":[],", "", -EKEYREJECTED, "tokens: token 0 has no \"keyslots\"");
+        expect_meta("\"keyslots\":[],", "\"keyslots\":[],\"key\":\"00\",", -EKEYREJECTED, "tokens: unexpected \"key\" in token 0");
+        expect_meta("\"key_check\":\"ab", "\"key_check\":\"AB", -EKEYREJECTED, "tokens: token 0.key_check is not 64 lowercase hex digits");
+        expect_meta("\"key_check\":\"ab", "\"key_check\":\"", -EKEYREJECTED, "tokens: token 0.key_check is not 64");
+        expect_meta("\"key_check\":\"ab", "\"key_check\":\"abab", -EKEYREJECTED, "tokens: token 0.key_check is not 64");
+        expect_meta("\"key_check\":\"ab", "\"key_check\":\"zz", -EKEYREJECTED, "tokens: token 0.key_check is not 64");
+        expect_meta("\"key_check\":\"" KCV_HEX "\"", "\"key_check\":171", -EKEYREJECTED, "tokens: token 0.key_check is not 64");
+        expect_meta("\"tokens\":{", "\"tokens\":[", -EKEYREJECTED, "json");
         expect_meta("\"sector_size\":4096", "\"sector_size\":512", -EKEYREJECTED, "segments");
         expect_meta("\"encryption\":\"aes-xts-plain64\",\"sector_size\"", "\"encryption\":\"aes-cbc-essiv:sha256\",\"sector_size\"",
                     -EKEYREJECTED, "segments");
@@ -424,14 +533,14 @@ static void test_luks2meta(void **state) {
         expect_meta("\"offset\":\"32768\"", "\"offset\":\"0\"", -EKEYREJECTED, "keyslots");
         expect_meta("\"size\":\"258048\"", "\"size\":\"99999999999\"", -EKEYREJECTED, "keyslots");
         expect_meta("\"keyslots\":{\"0\":", "\"keyslots\":{\"1\":", -EKEYREJECTED, "keyslots");
-        expect_meta("\"tokens\":{}", "\"tokens\":{},\"extra\":1", -EKEYREJECTED, "json");
+        expect_meta("\"config\":{", "\"extra\":1,\"config\":{", -EKEYREJECTED, "json");
         expect_meta("\"keyslots\":[\"0\"]", "\"keyslots\":[\"0\",\"1\"]", -EKEYREJECTED, "digests");
         expect_meta("\"json_size\":\"12288\"", "\"json_size\":\"12288\",\"requirements\":{\"mandatory\":[\"online-reencrypt\"]}",
                     -EKEYREJECTED, "config");
         expect_meta("\"json_size\":\"12288\"", "\"json_size\":\"012288\"", -EKEYREJECTED, "config");
         expect_meta("\"config\":{", "\"config\":[", -EKEYREJECTED, "json");
-        assert_int_equal(luks2meta_validate("{", 1, &x, &e), -EKEYREJECTED);
-        assert_int_equal(luks2meta_validate("{}{}", 4, &x, &e), -EKEYREJECTED);
+        assert_int_equal(luks2meta_validate("{", 1, &x, NULL, &e), -EKEYREJECTED);
+        assert_int_equal(luks2meta_validate("{}{}", 4, &x, NULL, &e), -EKEYREJECTED);
 }
 
 /* ---- statefs on plain files ---------------------------------------------------------------------- */
