@@ -262,6 +262,7 @@ static int attempt_once(struct join_run *run, unsigned n, struct join_ticket **r
         Cnos__Join__Envelope out = CNOS__JOIN__ENVELOPE__INIT;
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
+        Cnos__Join__DiskReport disk = CNOS__JOIN__DISK_REPORT__INIT;
         uint8_t binding[ATLS_BINDING_SIZE];
         uint64_t t;
         int r;
@@ -321,7 +322,13 @@ static int attempt_once(struct join_run *run, unsigned n, struct join_ticket **r
                         return r;
         }
 
-        req.disk_uuid = (char *) c->disk_uuid;
+        req.disk_uuid = (char *) (c->disk_uuid ? c->disk_uuid : "");
+        disk.state = c->disk_state;
+        if (c->disk_state == CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS)
+                disk.key_check = (ProtobufCBinaryData) { CNOS_KEY_CHECK_SIZE, (uint8_t *) c->disk_key_check };
+        if (c->disk_state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE)
+                disk.reason = (char *) c->disk_reason;
+        req.disk = &disk;
         req.role = c->role;
         req.kubelet_csr.data = run->csr;
         req.kubelet_csr.len = run->csr_size;
@@ -333,7 +340,8 @@ static int attempt_once(struct join_run *run, unsigned n, struct join_ticket **r
                 *verdict = join_classify(r);
                 return r;
         }
-        log_info("attempt %u: sent join request (disk %s, role %s)", n, c->disk_uuid, role_name(c->role));
+        log_info("attempt %u: sent join request (disk %s, %s, role %s)", n, c->disk_uuid ? c->disk_uuid : "-", proto_disk_state_name(c->disk_state),
+                 role_name(c->role));
 
         r = receive_ticket(run, conn, n, ret, verdict, e);
         if (r < 0)
@@ -363,7 +371,9 @@ static int joinclient_loop(struct join_run *run, struct join_ticket **ret, struc
         unsigned n;
         int r;
 
-        if (!c || !ret || !c->endpoint || !c->disk_uuid || c->timeout_ms == 0 || c->timeout_ms > INT32_MAX)
+        if (!c || !ret || !c->endpoint || c->timeout_ms == 0 || c->timeout_ms > INT32_MAX ||
+            !(c->disk_state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE ? c->disk_reason : c->disk_uuid) ||
+            (c->disk_state == CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS && !c->disk_key_check))
                 return log_error_errno(-EINVAL, "join: incomplete configuration");
         if (!node_name_is_valid(c->node_name))
                 return log_error_errno(-EINVAL, "join: node name \"%s\" is not [a-z0-9.-]{1,63}", c->node_name ? c->node_name : "");

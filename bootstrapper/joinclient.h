@@ -6,7 +6,8 @@
  *     Hello -> [server Evidence, verified when mutual attestation is required
  *               -> (TPM) CredentialChallenge to the service's EK for its AK -> its CredentialResponse]
  *           -> Evidence bound to this TLS session -> (TPM) CredentialChallenge -> CredentialResponse
- *           -> JoinRequest (disk UUID, role, kubelet CSR) -> Ticket, validated before it is returned
+ *           -> JoinRequest (disk UUID, role, kubelet CSR, the state disk's report) -> Ticket, validated
+ *              before it is returned
  *
  * One attempt is one connection and that conversation. joinclient_run() repeats attempts with capped
  * exponential backoff and jitter while the service is unreachable (connection refused, timeouts,
@@ -30,7 +31,13 @@
 struct join_config {
         const char *endpoint;  /* "host:port" of the join service */
         const char *node_name; /* [a-z0-9.-]{1,63} */
-        const char *disk_uuid; /* the state disk's UUID, canonical lowercase */
+        const char *disk_uuid; /* the state disk's UUID, canonical lowercase; NULL only for an unusable disk */
+        /* What the node found on its state disk (join.proto DiskReport): NONE (join only), BLANK,
+         * CNOS with the header's key check, or UNUSABLE with the probe's refusal (which the service
+         * then refuses in turn, with the reason in its audit log). */
+        Cnos__Join__DiskState disk_state;
+        const uint8_t *disk_key_check; /* CNOS: KEYCHECK_SIZE bytes */
+        const char *disk_reason;       /* UNUSABLE: printable, at most CNOS_DISK_REASON_MAX characters */
         Cnos__Join__Role role;
         struct issuer_config issuer;
         const char *ca_path; /* optional: the service's TLS certificate must chain to this PEM bundle */

@@ -24,6 +24,7 @@
 #include "hex.h"
 #include "joinclient.h"
 #include "log.h"
+#include "protocol/protocol.h"
 #include "serverpolicy.h"
 #include "statedisk.h"
 #include "statefs.h"
@@ -488,16 +489,17 @@ static double boottime_s(void) {
 }
 
 static int join(const struct join_config *c, struct join_ticket **ret, struct join_stats *stats) {
-        log_info("joining as node %s (%s), disk %s, via %s%s", c->node_name, arg.role, c->disk_uuid, c->endpoint,
-                 c->server_policy ? ", service must attest" : "");
+        log_info("joining as node %s (%s), disk %s (%s), via %s%s", c->node_name, arg.role, c->disk_uuid ? c->disk_uuid : "-",
+                 proto_disk_state_name(c->disk_state), c->endpoint, c->server_policy ? ", service must attest" : "");
         return joinclient_run_stats(c, ret, stats); /* logged */
 }
 
-static int run_join_only(const struct join_config *c) {
+static int run_join_only(struct join_config *c) {
         _cleanup_ticket_ struct join_ticket *ticket = NULL;
         char id[JOIN_CLUSTER_ID_SIZE * 2 + 1];
         int r;
 
+        c->disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_NONE;
         r = join(c, &ticket, NULL);
         if (r < 0)
                 return r;
@@ -534,6 +536,31 @@ static int bind_cluster(const struct join_config *c, const uint8_t *cluster_id) 
         return 0;
 }
 
+/* The disk was refused (`why`, `r`): it is never touched, but the node still attests and tells the
+ * service, so that the refusal and its reason reach the cluster's audit log. Then it stops with `r`
+ * whatever the service answers. */
+static int report_unusable(struct join_config *c, const char *why, int r) {
+        _cleanup_ticket_ struct join_ticket *ticket = NULL;
+        char reason[CNOS_DISK_REASON_MAX + 1], uuid[STATEDISK_UUID_LEN + 1], name[14];
+        int k;
+
+        c->disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE;
+        c->disk_reason = proto_printable(why, reason, sizeof(reason));
+        c->disk_uuid = NULL;
+        if (!c->node_name) {
+                /* no disk UUID to name the node after: a random one, for this report only */
+                if (statedisk_uuid_generate(uuid) < 0)
+                        return log_error_errno(r, "cannot generate a node name; stopping");
+                node_name_from_disk(uuid, name);
+                c->node_name = name;
+                log_info("node name %s (random: the hostname is a placeholder and the state disk has no UUID)", name);
+        }
+        k = join(c, &ticket, NULL);
+        if (k >= 0)
+                log_error("the join service accepted a node with an unusable state disk; stopping anyway");
+        return log_error_errno(r, "stopping: the state disk is unusable, and was not touched");
+}
+
 static int run_state(struct join_config *c, const char *disk) {
         const struct statedisk_options opts = { .integrity = arg.integrity };
         _cleanup_ticket_ struct join_ticket *ticket = NULL;
@@ -552,16 +579,21 @@ static int run_state(struct join_config *c, const char *disk) {
         t0 = joinclient_now_ms();
         /* 1. what the disk is, before anything is sent or written */
         r = statedisk_probe(disk, &opts, &info, &e);
-        if (r < 0)
-                return log_error_errno(r, "state disk refused, not touched: %s", cnos_err_msg(&e));
+        if (r < 0) {
+                log_error_errno(r, "state disk refused, not touched: %s", cnos_err_msg(&e));
+                return report_unusable(c, cnos_err_msg(&e), r);
+        }
         if (info.state == STATEDISK_BLANK) {
                 r = statedisk_uuid_generate(uuid);
                 if (r < 0)
                         return log_error_errno(r, "cannot generate a disk UUID: %m");
                 log_info("state disk %s: blank%s (%" PRIu64 " MiB); first boot, new disk UUID %s", disk,
                          info.interrupted ? " - an earlier first boot stopped before its key was set" : "", info.size >> 20, uuid);
+                c->disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
         } else {
                 memcpy(uuid, info.uuid, sizeof(uuid));
+                c->disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS;
+                c->disk_key_check = info.key_check;
                 log_info("state disk %s: LUKS2, %s, header valid, UUID %s", disk, statedisk_state_to_string(info.state), uuid);
         }
         c->disk_uuid = uuid;

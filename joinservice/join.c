@@ -6,6 +6,7 @@
 #include "audit.h"
 #include "join.h"
 #include "kdf.h"
+#include "keycheck.h"
 #include "protocol/protocol.h"
 #include "secure.h"
 
@@ -241,6 +242,36 @@ static const char *role_name(Cnos__Join__Role role) {
         }
 }
 
+/* The node's report of its state disk, read by attested code: an unusable disk is refused with the
+ * node's reason; anything else goes on (a cnos volume's key check is compared once the key is
+ * derived, in ticket()). The decoder already enforced the report's shape. */
+static int disk_report(struct join *j, const Cnos__Join__JoinRequest *req) {
+        char why[CNOS_DISK_REASON_MAX + 1];
+
+        if (!req->disk)
+                return fail(j, -EBADMSG, "join request without a state disk report");
+        if (req->disk->state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE)
+                return fail(j, -EMEDIUMTYPE, "node reports its state disk unusable: %s", proto_printable(req->disk->reason, why, sizeof(why)));
+        return 0;
+}
+
+/* A cnos volume: its key check must be the one of the key this cluster derives for its UUID, or the
+ * disk was formatted by another cluster (another master secret) and no key is released. */
+static int disk_key_check(struct join *j, const Cnos__Join__JoinRequest *req, const uint8_t *disk_key) {
+        uint8_t want[KEYCHECK_SIZE];
+        struct cnos_err e = {};
+        int r;
+
+        if (req->disk->state != CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS)
+                return 0;
+        r = keycheck_compute(disk_key, KDF_KEY_SIZE, j->disk, want, &e);
+        if (r < 0)
+                return fail_internal(j, r, "key check", &e);
+        if (req->disk->key_check.len != KEYCHECK_SIZE || !ct_memeq(want, req->disk->key_check.data, KEYCHECK_SIZE))
+                return fail(j, -EKEYREJECTED, "state disk belongs to another cluster (key check of disk %s does not match)", j->disk);
+        return 0;
+}
+
 /* Only here, after the evidence and the credential round passed: certificate, keys, ticket. */
 static int ticket(struct join *j, const struct validator *v) {
         Cnos__Join__Envelope env = CNOS__JOIN__ENVELOPE__INIT;
@@ -258,6 +289,9 @@ static int ticket(struct join *j, const struct validator *v) {
         if (r < 0)
                 return r;
         req = m->request;
+        r = disk_report(j, req);
+        if (r < 0)
+                return r;
         if (!kdf_uuid_is_canonical(req->disk_uuid))
                 return fail(j, -EINVAL, "invalid disk UUID (expected the canonical lowercase form)");
         memcpy(j->disk, req->disk_uuid, KDF_UUID_LEN + 1);
@@ -282,6 +316,9 @@ static int ticket(struct join *j, const struct validator *v) {
                 r = kdf_cluster_id(j->d->secrets, keys + KDF_KEY_SIZE, &e);
         if (r < 0)
                 return fail_internal(j, r, "key derivation", &e);
+        r = disk_key_check(j, req, keys);
+        if (r < 0)
+                return r;
 
         t.disk_key = (ProtobufCBinaryData) { KDF_KEY_SIZE, keys };
         t.cluster_id = (ProtobufCBinaryData) { KDF_KEY_SIZE, keys + KDF_KEY_SIZE };

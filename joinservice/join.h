@@ -12,7 +12,9 @@
  *   <- Evidence                 bound to this session (client role); validated (validator.h)
  *   -> CredentialChallenge      TPM 2.0: MakeCredential to the certified EK for the AK's Name
  *   <- CredentialResponse       compared in constant time
- *   <- JoinRequest              disk UUID, role, kubelet CSR
+ *   <- JoinRequest              disk UUID, role, kubelet CSR, the node's report of its state disk:
+ *                               an unusable disk is refused with the node's reason; a cnos
+ *                               volume's key check must match the derived key (keycheck.h)
  *   -> Ticket                   disk key, cluster ID, salt, node certificate, CA, API endpoint,
  *                               components
  *

@@ -260,9 +260,36 @@ static int check_challenge_response(const Cnos__Join__CredentialResponse *r, str
         return check_bytes(&r->secret, "challenge_response.secret", 1, CNOS_CREDENTIAL_SECRET_MAX, e);
 }
 
+/* The node's report of its state disk: each state carries exactly its own fields. */
+static int check_disk(const Cnos__Join__JoinRequest *r, struct cnos_err *e) {
+        const Cnos__Join__DiskReport *d = r->disk;
+        bool cnos, unusable;
+
+        if (!d)
+                return bad(e, "request.disk: missing (every join request reports the state disk)");
+        TRY(no_unknown(&d->base, "request.disk", e));
+        switch (d->state) {
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_NONE:
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK:
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS:
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE:
+                break;
+        default:
+                return bad(e, "request.disk.state: %s state value %d",
+                           d->state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNSPECIFIED ? "unspecified" : "unknown", (int) d->state);
+        }
+        cnos = d->state == CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS;
+        unusable = d->state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE;
+        TRY(check_bytes(&d->key_check, "request.disk.key_check", cnos ? CNOS_KEY_CHECK_SIZE : 0, cnos ? CNOS_KEY_CHECK_SIZE : 0, e));
+        TRY(check_string(d->reason, "request.disk.reason", unusable ? 1 : 0, unusable ? CNOS_DISK_REASON_MAX : 0, e));
+        if (unusable && r->disk_uuid && r->disk_uuid[0])
+                return bad(e, "request.disk_uuid: set for an unusable disk (the node has no UUID to ask a key for)");
+        return unusable ? 0 : check_uuid(r->disk_uuid, e);
+}
+
 static int check_request(const Cnos__Join__JoinRequest *r, struct cnos_err *e) {
         TRY(no_unknown(&r->base, "request", e));
-        TRY(check_uuid(r->disk_uuid, e));
+        TRY(check_disk(r, e));
         if (r->role != CNOS__JOIN__ROLE__ROLE_WORKER && r->role != CNOS__JOIN__ROLE__ROLE_CONTROL_PLANE)
                 return bad(e, "request.role: %s role value %d", r->role == CNOS__JOIN__ROLE__ROLE_UNSPECIFIED ? "unspecified" : "unknown",
                            (int) r->role);
@@ -613,24 +640,46 @@ int proto_recv(struct atls_conn *c, Cnos__Join__Envelope__MsgCase expect, CnosMs
         return 0;
 }
 
+char *proto_printable(const char *s, char *buf, size_t size) {
+        size_t n = 0;
+
+        if (size == 0)
+                return buf;
+        for (; s && s[n] && n + 1 < size; n++)
+                buf[n] = s[n] >= 0x20 && s[n] <= 0x7e ? s[n] : '?';
+        buf[n] = 0;
+        return buf;
+}
+
 void proto_send_refusal(struct atls_conn *c, const char *reason) {
         Cnos__Join__Envelope env = CNOS__JOIN__ENVELOPE__INIT;
         Cnos__Join__Refusal ref = CNOS__JOIN__REFUSAL__INIT;
         char clean[CNOS_STRING_MAX + 1];
-        size_t n = 0;
 
         if (!c)
                 return;
         /* Whatever the caller passes (an error message, say) goes out as a valid reason: cut to the
          * cap, with anything unprintable replaced. */
-        for (; reason && reason[n] && n < CNOS_STRING_MAX; n++)
-                clean[n] = reason[n] >= 0x20 && reason[n] <= 0x7e ? reason[n] : '?';
-        clean[n] = 0;
-        ref.reason = clean;
+        ref.reason = proto_printable(reason, clean, sizeof(clean));
         env.msg_case = CNOS__JOIN__ENVELOPE__MSG_REFUSAL;
         env.refusal = &ref;
         if (proto_send(c, &env, NULL) < 0)
                 return; /* best effort: the caller is ending the conversation anyway */
+}
+
+const char *proto_disk_state_name(Cnos__Join__DiskState s) {
+        switch (s) {
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_NONE:
+                return "no state disk";
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK:
+                return "blank";
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS:
+                return "cnos volume";
+        case CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE:
+                return "unusable";
+        default:
+                return "unspecified";
+        }
 }
 
 const char *proto_msg_name(Cnos__Join__Envelope__MsgCase c) {

@@ -13,6 +13,7 @@
 #include "atls/atls.h"
 #include "err.h"
 #include "join.pb-c.h"
+#include "keycheck.h"
 
 #define CNOS_MSG_MAX (1024U * 1024U)     /* one framed message */
 #define CNOS_EVIDENCE_MAX (256U * 1024U)   /* an event log / certificate chain / quote */
@@ -22,6 +23,8 @@
 #define CNOS_COMPONENTS_MAX 64U
 #define CNOS_PROTOCOL_VERSION 1U
 #define CNOS_CREDENTIAL_SECRET_MAX 64U     /* TPM2_ActivateCredential's output, a TPM2B_DIGEST */
+#define CNOS_KEY_CHECK_SIZE KEYCHECK_SIZE  /* DiskReport.key_check */
+#define CNOS_DISK_REASON_MAX 200U          /* DiskReport.reason: fits a refusal with its prefix */
 
 typedef Cnos__Join__Envelope CnosMsg;
 
@@ -51,8 +54,15 @@ _warn_unused_result_ int proto_send(struct atls_conn *c, const CnosMsg *m, struc
  * fields are wiped before they are freed. */
 _warn_unused_result_ int proto_recv(struct atls_conn *c, Cnos__Join__Envelope__MsgCase expect, CnosMsg **ret, struct cnos_err *e);
 
+/* At most size-1 bytes of `s` (NULL: "") into buf, every byte outside printable ASCII replaced by
+ * '?': text from elsewhere made fit for a string field, a refusal or a log line. Returns buf. */
+char *proto_printable(const char *s, char *buf, size_t size);
+
 /* Sends a Refusal with this reason (best effort). */
 void proto_send_refusal(struct atls_conn *c, const char *reason);
+
+/* What a DiskReport state means, for logs ("blank", "cnos volume", ...). */
+const char *proto_disk_state_name(Cnos__Join__DiskState s);
 
 /* Name of a message case, for logs ("hello", "evidence", ...). */
 const char *proto_msg_name(Cnos__Join__Envelope__MsgCase c);

@@ -59,6 +59,7 @@ static void one_join(SSL_CTX *ctx, const char *endpoint, struct issuer *iss, con
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
+        Cnos__Join__DiskReport disk_report = CNOS__JOIN__DISK_REPORT__INIT;
         uint8_t binding[ATLS_BINDING_SIZE];
         struct cnos_err e = {};
         size_t secret_size, csr_size;
@@ -99,6 +100,8 @@ static void one_join(SSL_CTX *ctx, const char *endpoint, struct issuer *iss, con
         if (csr_new("bench-node", &key, &csr, &csr_size, &e) < 0)
                 die("csr", &e);
         req.disk_uuid = (char *) disk;
+        disk_report.state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
+        req.disk = &disk_report;
         req.role = CNOS__JOIN__ROLE__ROLE_WORKER;
         req.kubelet_csr = (ProtobufCBinaryData) { csr_size, csr };
         env = (Cnos__Join__Envelope) CNOS__JOIN__ENVELOPE__INIT;

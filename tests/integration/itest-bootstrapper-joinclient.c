@@ -419,6 +419,7 @@ static struct join_config node_config(const struct server *s) {
                 .endpoint = endpoint_buf,
                 .node_name = NODE,
                 .disk_uuid = DISK_UUID,
+                .disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_NONE,
                 .role = CNOS__JOIN__ROLE__ROLE_WORKER,
                 .issuer = { .tee = CNOS__JOIN__TEE__TEE_TPM2, .tcti = tcti, .eventlog_path = "" },
                 .backoff = { .initial_ms = 10, .max_ms = 40 },

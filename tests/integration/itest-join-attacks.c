@@ -147,6 +147,7 @@ static int join_conn(struct atls_conn *c, struct issuer *iss, const char *node, 
                      size_t replay_size, struct result *res) {
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
+        Cnos__Join__DiskReport disk_report = CNOS__JOIN__DISK_REPORT__INIT;
         Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
         _cleanup_evidence_ Cnos__Join__Evidence *ev = NULL;
         Cnos__Join__Evidence *replayed = NULL;
@@ -193,6 +194,8 @@ static int join_conn(struct atls_conn *c, struct issuer *iss, const char *node, 
         res->csr = NULL;
         STEP(make_csr(node, &res->csr, &res->csr_size), "csr");
         req.disk_uuid = (char *) disk;
+        disk_report.state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
+        req.disk = &disk_report;
         req.role = CNOS__JOIN__ROLE__ROLE_WORKER;
         req.kubelet_csr = (ProtobufCBinaryData) { res->csr_size, res->csr };
         STEP(send_env(c, CNOS__JOIN__ENVELOPE__MSG_REQUEST, &req, &e), "send request");

@@ -157,6 +157,7 @@ static void test_join(void **state) {
         Cnos__Join__Envelope env_msg = CNOS__JOIN__ENVELOPE__INIT;
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
+        Cnos__Join__DiskReport disk_report = CNOS__JOIN__DISK_REPORT__INIT;
         Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
         _cleanup_issuer_ struct issuer *iss = NULL;
         _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = NULL;
@@ -236,6 +237,8 @@ static void test_join(void **state) {
         key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
         csr = make_csr(node, key, &csr_size);
         req.disk_uuid = (char *) env("CNOS_JOIND_DISK", "00000000-0000-4000-8000-000000000000");
+        disk_report.state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
+        req.disk = &disk_report;
         req.role = CNOS__JOIN__ROLE__ROLE_WORKER;
         req.kubelet_csr = (ProtobufCBinaryData) { csr_size, csr };
         env_msg = (Cnos__Join__Envelope) CNOS__JOIN__ENVELOPE__INIT;

@@ -3,8 +3,9 @@
  * pool, deadlines, SIGTERM) on 127.0.0.1:0, and a client speaking the protocol over lib/atls with a
  * software TPM (test-joind-softtpm.h): a full join with the credential round, a rejoin (same disk
  * key), each refusal the client can provoke, a stalled client, a full house, and SIGTERM with a join
- * in flight. Audit lines (stderr) are captured into a file and checked: one per decision, the
- * expected verdicts and reasons, and never the disk key. */
+ * in flight; the node's report of its state disk (a cnos volume whose key check matches or is
+ * another cluster's, an unusable disk, no report at all). Audit lines (stderr) are captured into a
+ * file and checked: one per decision, the expected verdicts and reasons, and never the disk key. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@
 #include "../../joinservice/server.h"
 #include "atls/atls.h"
 #include "hex.h"
+#include "keycheck.h"
 #include "protocol/protocol.h"
 #include "test-joind-softtpm.h"
 
@@ -224,6 +226,10 @@ struct opts {
         bool challenge_service; /* a CredentialChallenge right after the Hello, uninvited */
         Cnos__Join__Tee tee;
         unsigned pause_ms; /* between Hello and Evidence */
+        Cnos__Join__DiskState disk_state; /* default BLANK */
+        const uint8_t *key_check;         /* CNOS */
+        const char *disk_reason;          /* UNUSABLE */
+        bool no_disk_report;              /* sent raw: proto_send() would refuse it */
 };
 
 struct outcome {
@@ -266,6 +272,7 @@ static void join(const struct opts *opt, struct outcome *o) {
         Cnos__Join__Envelope env = CNOS__JOIN__ENVELOPE__INIT;
         Cnos__Join__Hello hello = CNOS__JOIN__HELLO__INIT;
         Cnos__Join__JoinRequest req = CNOS__JOIN__JOIN_REQUEST__INIT;
+        Cnos__Join__DiskReport disk = CNOS__JOIN__DISK_REPORT__INIT;
         Cnos__Join__CredentialResponse resp = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT;
         struct atls_conn *c = NULL;
         CnosMsg *m = NULL;
@@ -342,12 +349,33 @@ static void join(const struct opts *opt, struct outcome *o) {
         req.disk_uuid = (char *) (opt->disk ?: DISK);
         req.role = CNOS__JOIN__ROLE__ROLE_WORKER;
         req.kubelet_csr = (ProtobufCBinaryData) { csr_size, csr };
+        disk.state = opt->disk_state ?: CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
+        if (disk.state == CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS)
+                disk.key_check = (ProtobufCBinaryData) { KEYCHECK_SIZE, (uint8_t *) opt->key_check };
+        if (disk.state == CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE) {
+                disk.reason = (char *) opt->disk_reason;
+                req.disk_uuid = (char *) "";
+        }
+        if (!opt->no_disk_report)
+                req.disk = &disk;
         env = (Cnos__Join__Envelope) CNOS__JOIN__ENVELOPE__INIT;
         env.msg_case = CNOS__JOIN__ENVELOPE__MSG_REQUEST;
         env.request = &req;
         /* after a refused response the server may already have closed: then the refusal is what
          * the next read returns */
-        if (proto_send(c, &env, &e) < 0)
+        if (opt->no_disk_report) {
+                size_t size = cnos__join__envelope__get_packed_size(&env);
+                _cleanup_free_ uint8_t *frame = malloc(size + 4);
+
+                assert_non_null(frame);
+                frame[0] = (uint8_t) (size >> 24);
+                frame[1] = (uint8_t) (size >> 16);
+                frame[2] = (uint8_t) (size >> 8);
+                frame[3] = (uint8_t) size;
+                assert_int_equal(cnos__join__envelope__pack(&env, frame + 4), size);
+                if (atls_write_full(c, frame, size + 4, &e) < 0)
+                        cnos_err_clear(&e);
+        } else if (proto_send(c, &env, &e) < 0)
                 cnos_err_clear(&e);
         o->r = recv_or_refusal(c, CNOS__JOIN__ENVELOPE__MSG_TICKET, &m, o);
         if (o->r < 0)
@@ -477,6 +505,55 @@ static void test_refusals(void **state) {
         g.tpm.pcrs[4][0] ^= 1;
         expect_refused(&(struct opts) {}, "tpm2 policy: PCR 4 differs", "reason=\"tpm2 policy: PCR 4 differs");
         g.tpm.pcrs[4][0] ^= 1;
+}
+
+/* The node's report of its state disk decides before any key leaves the service. */
+static void test_disk_reports(void **state) {
+        static const uint8_t other_key[32] = { 0x0c, 0x1a, 0x55 };
+        uint8_t key[32], kcv[KEYCHECK_SIZE], other[KEYCHECK_SIZE];
+        struct cnos_err e = {};
+        struct outcome o;
+
+        assert_int_equal(kdf_disk_key(g.secrets, DISK, key, &e), 0);
+        assert_int_equal(keycheck_compute(key, sizeof(key), DISK, kcv, &e), 0);
+        /* another cluster formatted the disk: its key, so its key check, for the same UUID */
+        assert_int_equal(keycheck_compute(other_key, sizeof(other_key), DISK, other, &e), 0);
+
+        /* a cnos volume of this cluster: its key check matches, the key is released */
+        join(&(struct opts) { .disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS, .key_check = kcv, .node = "disk-ours" }, &o);
+        if (o.r < 0)
+                fail_msg("join with a matching key check refused: %s", o.refusal);
+        assert_memory_equal(o.ticket->ticket->disk_key.data, key, 32);
+        proto_free(o.ticket);
+        wait_audit("node=disk-ours peer=127.0.0.1:", 1);
+
+        /* another cluster's disk: refused, no ticket */
+        expect_refused(&(struct opts) { .disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS, .key_check = other },
+                       "state disk belongs to another cluster (key check of disk " DISK " does not match)",
+                       "disk=" DISK " verdict=refused reason=\"state disk belongs to another cluster (key check of disk " DISK
+                       " does not match)\"\n");
+
+        /* an unusable disk: refused with the node's reason, quoted safely; no disk UUID */
+        expect_refused(&(struct opts) { .disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE,
+                                        .disk_reason = "/dev/vdb holds \"crypto_LUKS\" (not a LUKS2 header cnos can load); refusing to touch it" },
+                       "node reports its state disk unusable: /dev/vdb holds \"crypto_LUKS\"",
+                       "node=worker-1 peer=127.0.0.1:");
+        wait_audit("tee=tpm2 disk=- verdict=refused reason=\"node reports its state disk unusable: /dev/vdb holds \\\"crypto_LUKS\\\" "
+                   "(not a LUKS2 header cnos can load); refusing to touch it\"\n",
+                   1);
+
+        /* a request without a report (an older node, or a broken one): refused */
+        expect_refused(&(struct opts) { .no_disk_report = true }, "request.disk: missing",
+                       "disk=- verdict=refused reason=\"bad request message: protocol: request.disk: missing");
+
+        /* join only (no state disk): as before */
+        join(&(struct opts) { .disk_state = CNOS__JOIN__DISK_STATE__DISK_STATE_NONE, .node = "disk-none" }, &o);
+        if (o.r < 0)
+                fail_msg("join without a state disk refused: %s", o.refusal);
+        assert_memory_equal(o.ticket->ticket->disk_key.data, key, 32);
+        proto_free(o.ticket);
+        wait_audit("node=disk-none peer=127.0.0.1:", 1);
+        explicit_bzero(key, sizeof(key));
 }
 
 static int tcp_connect(void) {
@@ -619,6 +696,7 @@ int main(void) {
                 cmocka_unit_test(test_audit_format),
                 cmocka_unit_test(test_join_and_rejoin),
                 cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_disk_reports),
                 cmocka_unit_test(test_stalled_client),
                 cmocka_unit_test(test_busy),
                 cmocka_unit_test(test_sigterm),

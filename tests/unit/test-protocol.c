@@ -46,13 +46,14 @@ struct fx {
         Cnos__Join__CredentialChallenge challenge;
         Cnos__Join__CredentialResponse response;
         Cnos__Join__JoinRequest request;
+        Cnos__Join__DiskReport disk;
         Cnos__Join__Ticket ticket;
         Cnos__Join__Component comp[CNOS_COMPONENTS_MAX + 1];
         Cnos__Join__Component *comps[CNOS_COMPONENTS_MAX + 1];
         Cnos__Join__Refusal refusal;
         ProtobufCBinaryData pcrs[CNOS_PCR_COUNT + 1];
         char node_name[80], uuid[48], endpoint[CNOS_STRING_MAX + 2], reason[CNOS_STRING_MAX + 2];
-        char url[CNOS_STRING_MAX + 2], path[CNOS_STRING_MAX + 2];
+        char url[CNOS_STRING_MAX + 2], path[CNOS_STRING_MAX + 2], disk_reason[CNOS_STRING_MAX + 2];
 };
 
 static uint8_t *blob;
@@ -77,6 +78,7 @@ static void fx_init(struct fx *f, Cnos__Join__Envelope__MsgCase which, Cnos__Joi
                 .challenge = CNOS__JOIN__CREDENTIAL_CHALLENGE__INIT,
                 .response = CNOS__JOIN__CREDENTIAL_RESPONSE__INIT,
                 .request = CNOS__JOIN__JOIN_REQUEST__INIT,
+                .disk = CNOS__JOIN__DISK_REPORT__INIT,
                 .ticket = CNOS__JOIN__TICKET__INIT,
                 .refusal = CNOS__JOIN__REFUSAL__INIT,
         };
@@ -121,6 +123,10 @@ static void fx_init(struct fx *f, Cnos__Join__Envelope__MsgCase which, Cnos__Joi
         f->request.disk_uuid = f->uuid;
         f->request.role = CNOS__JOIN__ROLE__ROLE_CONTROL_PLANE;
         f->request.kubelet_csr = bytes_at(14, 600);
+        f->request.disk = &f->disk;
+        f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS;
+        f->disk.key_check = bytes_at(21, 32);
+        f->disk.reason = f->disk_reason;
 
         f->ticket.disk_key = bytes_at(15, 32);
         f->ticket.cluster_id = bytes_at(16, 32);
@@ -245,6 +251,9 @@ static void assert_msg_equal(const CnosMsg *a, const CnosMsg *b) {
                 assert_string_equal(a->request->disk_uuid, b->request->disk_uuid);
                 assert_int_equal(a->request->role, b->request->role);
                 assert_bytes_equal(a->request->kubelet_csr, b->request->kubelet_csr);
+                assert_int_equal(a->request->disk->state, b->request->disk->state);
+                assert_bytes_equal(a->request->disk->key_check, b->request->disk->key_check);
+                assert_string_equal(a->request->disk->reason, b->request->disk->reason);
                 break;
         case CNOS__JOIN__ENVELOPE__MSG_TICKET:
                 assert_bytes_equal(a->ticket->disk_key, b->ticket->disk_key);
@@ -314,6 +323,20 @@ static void test_msg_names(void **state) {
         assert_string_equal(proto_msg_name(CNOS__JOIN__ENVELOPE__MSG_TICKET), "ticket");
         assert_string_equal(proto_msg_name(CNOS__JOIN__ENVELOPE__MSG_REFUSAL), "refusal");
         assert_string_equal(proto_msg_name((Cnos__Join__Envelope__MsgCase) 99), "unknown");
+        assert_string_equal(proto_disk_state_name(CNOS__JOIN__DISK_STATE__DISK_STATE_NONE), "no state disk");
+        assert_string_equal(proto_disk_state_name(CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK), "blank");
+        assert_string_equal(proto_disk_state_name(CNOS__JOIN__DISK_STATE__DISK_STATE_CNOS), "cnos volume");
+        assert_string_equal(proto_disk_state_name(CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE), "unusable");
+        assert_string_equal(proto_disk_state_name(CNOS__JOIN__DISK_STATE__DISK_STATE_UNSPECIFIED), "unspecified");
+}
+
+static void test_printable(void **state) {
+        char buf[8];
+
+        assert_string_equal(proto_printable("a\nb\x7f\xc3~", buf, sizeof(buf)), "a?b??~");
+        assert_string_equal(proto_printable("0123456789", buf, sizeof(buf)), "0123456");
+        assert_string_equal(proto_printable(NULL, buf, sizeof(buf)), "");
+        assert_string_equal(proto_printable("x", buf, 1), "");
 }
 
 /* --- one negative test per rule ---------------------------------------------------------------- */
@@ -378,6 +401,21 @@ M(req_uuid_short, f->uuid[35] = 0)
 M(req_uuid_dash, { f->uuid[8] = '0'; f->uuid[9] = '-'; })
 M(req_uuid_braces, strcpy(f->uuid, "{0b1c2d3e-4f50-6172-8394-a5b6c7d8e9}"))
 M(req_role_unspec, f->request.role = CNOS__JOIN__ROLE__ROLE_UNSPECIFIED)
+M(req_disk_missing, f->request.disk = NULL)
+M(req_disk_unspec, f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNSPECIFIED)
+M(req_disk_unknown, f->disk.state = (Cnos__Join__DiskState) 9)
+M(req_kcv_short, f->disk.key_check = bytes(31))
+M(req_kcv_none, f->disk.key_check = bytes(0))
+M(req_kcv_blank, f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK)
+M(req_reason_cnos, strcpy(f->disk_reason, "why"))
+M(req_unusable_uuid, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE; f->disk.key_check = bytes(0); strcpy(f->disk_reason, "x"); })
+M(req_unusable_kcv, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE; f->uuid[0] = 0; strcpy(f->disk_reason, "x"); })
+M(req_unusable_none, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE; f->disk.key_check = bytes(0); f->uuid[0] = 0; })
+M(req_unusable_long, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE; f->disk.key_check = bytes(0); f->uuid[0] = 0;
+                       fill(f->disk_reason, 'r', CNOS_DISK_REASON_MAX + 1); })
+M(req_unusable_ctrl, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE; f->disk.key_check = bytes(0); f->uuid[0] = 0;
+                       strcpy(f->disk_reason, "a\nb"); })
+M(req_none_no_uuid, { f->disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_NONE; f->disk.key_check = bytes(0); f->uuid[0] = 0; })
 M(req_role_unknown, f->request.role = (Cnos__Join__Role) 3)
 M(req_csr_empty, f->request.kubelet_csr = bytes(0))
 M(req_csr_big, f->request.kubelet_csr = bytes(CNOS_CERT_MAX + 1))
@@ -457,6 +495,19 @@ static const struct rule rules[] = {
         { REQUEST, TPM, req_uuid_dash, "request.disk_uuid: character 0x30 at 8, expected '-'" },
         { REQUEST, TPM, req_uuid_braces, "request.disk_uuid: character 0x7b at 0" },
         { REQUEST, TPM, req_role_unspec, "request.role: unspecified role value 0" },
+        { REQUEST, TPM, req_disk_missing, "request.disk: missing" },
+        { REQUEST, TPM, req_disk_unspec, "request.disk.state: unspecified state value 0" },
+        { REQUEST, TPM, req_disk_unknown, "request.disk.state: unknown state value 9" },
+        { REQUEST, TPM, req_kcv_short, "request.disk.key_check: 31 bytes, expected 32" },
+        { REQUEST, TPM, req_kcv_none, "request.disk.key_check: 0 bytes, expected 32" },
+        { REQUEST, TPM, req_kcv_blank, "request.disk.key_check: 32 bytes, expected 0" },
+        { REQUEST, TPM, req_reason_cnos, "request.disk.reason: 3 characters, at most 0 allowed" },
+        { REQUEST, TPM, req_unusable_uuid, "request.disk_uuid: set for an unusable disk" },
+        { REQUEST, TPM, req_unusable_kcv, "request.disk.key_check: 32 bytes, expected 0" },
+        { REQUEST, TPM, req_unusable_none, "request.disk.reason: missing" },
+        { REQUEST, TPM, req_unusable_long, "request.disk.reason: 201 characters, at most 200 allowed" },
+        { REQUEST, TPM, req_unusable_ctrl, "request.disk.reason: character 0x0a at 1 is not printable ASCII" },
+        { REQUEST, TPM, req_none_no_uuid, "request.disk_uuid: 0 characters, expected 36" },
         { REQUEST, TPM, req_role_unknown, "request.role: unknown role value 3" },
         { REQUEST, TPM, req_csr_empty, "request.kubelet_csr: missing" },
         { REQUEST, TPM, req_csr_big, "request.kubelet_csr: 16385 bytes" },
@@ -552,6 +603,21 @@ static void test_limits_accepted(void **state) {
 
         fx_init(&f, REFUSAL, TPM);
         f.reason[0] = 0;
+        assert_ok(proto_validate(&f.env, &e), &e);
+
+        /* each disk state with exactly its own fields */
+        fx_init(&f, REQUEST, TPM);
+        f.disk.key_check = bytes(0);
+        f.disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_NONE;
+        assert_ok(proto_validate(&f.env, &e), &e);
+        f.disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_BLANK;
+        assert_ok(proto_validate(&f.env, &e), &e);
+        f.disk.state = CNOS__JOIN__DISK_STATE__DISK_STATE_UNUSABLE;
+        f.uuid[0] = 0;
+        fill(f.disk_reason, '~', CNOS_DISK_REASON_MAX);
+        assert_ok(proto_validate(&f.env, &e), &e);
+        f.disk_reason[0] = ' ';
+        f.disk_reason[1] = 0;
         assert_ok(proto_validate(&f.env, &e), &e);
 }
 
@@ -866,6 +932,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_decode_round_trip),
                 cmocka_unit_test(test_msg_names),
+                cmocka_unit_test(test_printable),
                 cmocka_unit_test(test_rules),
                 cmocka_unit_test(test_limits_accepted),
                 cmocka_unit_test(test_decoder_shapes),
