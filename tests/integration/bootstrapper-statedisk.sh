@@ -7,7 +7,11 @@
 #     with a device-mapper message, exit 1;
 #   - the same disk again: "initialising", header valid, the join uses the header's UUID; nothing
 #     is reformatted (the header's sha256 before = after);
-#   - a foreign (ext4) disk and a tampered (aes-cbc) header: refused before any join, disk unchanged;
+#   - a foreign (ext4) disk and a tampered (aes-cbc) header: refused by the node, which still joins
+#     to report it unusable: the service refuses with the node's reason in its audit line; disk
+#     unchanged, no join accepted;
+#   - the disk with the key check of another key (as another cluster would have formatted it): the
+#     service refuses ("state disk belongs to another cluster"), no key released, disk unchanged;
 #   - the disk from the kernel command line (cnos.state=).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib/swtpm.sh"
@@ -48,6 +52,7 @@ uuid=$(sed -nE 's/.*first boot, new disk UUID ([0-9a-f-]{36})$/\1/p' err1)
 [ -n "$uuid" ] || fail "no UUID announced"
 grep -q "joining as node node-sd (worker), disk $uuid" err1 || fail "the join did not carry the new UUID"
 grep -q "formatted LUKS2 (aes-xts-plain64, 4096-byte sectors)" err1 || fail "not formatted"
+grep -q "disk $uuid (blank)" err1 || fail "the first join did not report a blank disk"
 grep -qE "state disk not opened: .*: activation: " err1 || fail "activation did not fail the expected way"
 dump=$(cryptsetup luksDump disk.img)
 assert_eq "$uuid" "$(sed -nE 's/^UUID:[[:space:]]+//p' <<<"$dump")" "luksDump: the header's UUID is the one joined with"
@@ -56,6 +61,9 @@ openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt "hexkey:$JOIND_MASTER" -kdf
         -kdfopt "info:key-$uuid" -binary HKDF >key.bin
 cryptsetup open --test-passphrase --key-file key.bin disk.img || fail "the service's key for $uuid does not open the disk"
 echo "ok: HKDF(master, salt, key-$uuid) opens keyslot 0 (cryptsetup --test-passphrase)"
+kcv=$(printf '%s' "cnos disk key check v1:$uuid" | openssl mac -digest SHA256 -macopt "hexkey:$(xxd -p -c 64 key.bin)" HMAC | tr A-F a-f)
+assert_eq "{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"$kcv\"}" "$(cryptsetup token export --token-id 0 disk.img | tr -d ' \n')" \
+        "token 0: the key check, HMAC-SHA256(key, label || UUID) by openssl mac"
 grep -c "$(xxd -p -c 64 key.bin)" err1 out1 "$T/joind.log" | grep -v ':0$' && fail "the disk key appears in a log"
 echo "ok: the disk key is in no log"
 
@@ -66,12 +74,12 @@ rc=0; boot "$T/disk.img" >out2 2>err2 || rc=$?
 cat err2
 assert_eq 1 "$rc" "second boot on the host: exit 1 (activation)"
 grep -q "LUKS2, initialising, header valid, UUID $uuid" err2 || fail "not recognised as initialising"
-grep -q "joining as node node-sd (worker), disk $uuid" err2 || fail "the rejoin did not use the header's UUID"
+grep -q "joining as node node-sd (worker), disk $uuid (cnos volume)" err2 || fail "the rejoin did not use the header's UUID"
 grep -q "formatted" err2 && fail "reformatted"
 assert_eq "$before" "$(sha256sum disk.img | cut -d' ' -f1)" "second boot: the disk is unchanged"
 assert_eq $((n + 1)) "$(joins)" "second boot: one more accepted join"
 
-# --- refusals before the join, disk unchanged -------------------------------------------------
+# --- refused by the node, reported, refused by the service; disk unchanged ---------------------
 truncate -s 96M ext4.img && mkfs.ext4 -q -F ext4.img
 truncate -s 96M cbc.img
 cryptsetup luksFormat -q --type luks2 --label cnos-state --subsystem cnos-ready --cipher aes-cbc-essiv:sha256 \
@@ -81,9 +89,26 @@ for d in ext4 cbc; do
         n=$(joins)
         assert_fails_with "state disk refused, not touched: .*(holds ext4|cipher: mode cbc-essiv)" "$d disk refused" boot "$T/$d.img"
         assert_eq "$before" "$(sha256sum $d.img | cut -d' ' -f1)" "$d disk unchanged"
-        assert_eq "$n" "$(joins)" "$d disk: no join attempted"
-        grep -q "joining as" "$T/.err" && fail "$d: a join was attempted"
+        assert_eq "$n" "$(joins)" "$d disk: no join accepted"
+        why=$(sed -n 's/.*state disk refused, not touched: //p' "$T/.err")
+        c=$(grep -cF "disk=- verdict=refused reason=\"node reports its state disk unusable: $why\"" "$T/joind.log" || true)
+        assert_eq 1 "$c" "$d disk: the service refused it, with the node's reason in the audit line"
+        c=$(grep -c "join refused, not retrying: refused by .*: node reports its state disk unusable" "$T/.err" || true)
+        assert_eq 1 "$c" "$d disk: the node saw the refusal"
 done
+
+# --- another cluster's disk: its key check is not the one of this cluster's key ---------------
+cp disk.img other.img
+cryptsetup token remove --token-id 0 other.img
+printf '{"type":"cnos-disk","keyslots":[],"key_check":"%s"}' "$(openssl rand -hex 32)" | cryptsetup token import --token-id 0 other.img
+before=$(sha256sum other.img | cut -d' ' -f1)
+n=$(joins)
+assert_fails_with "join refused, not retrying: refused by .*: state disk belongs to another cluster \(key check of disk $uuid does not match\)" \
+        "another cluster's disk refused by the service" boot "$T/other.img"
+c=$(grep -cF "disk=$uuid verdict=refused reason=\"state disk belongs to another cluster (key check of disk $uuid does not match)\"" "$T/joind.log" || true)
+assert_eq 1 "$c" "another cluster's disk: the audit line names the disk and the reason"
+assert_eq "$n" "$(joins)" "another cluster's disk: no join accepted"
+assert_eq "$before" "$(sha256sum other.img | cut -d' ' -f1)" "another cluster's disk unchanged"
 
 # --- the disk named on the kernel command line ------------------------------------------------
 printf 'ro cnos.state=%s quiet\n' "$T/ext4.img" >cmdline
