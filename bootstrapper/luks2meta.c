@@ -133,7 +133,7 @@ static int only_entry_zero(struct json_object *root, const char *key, const char
         if (n != 1)
                 return cnos_err_set(e, -EKEYREJECTED, "%s: %zu %s, expected exactly 1", key, n, what);
         if (!json_object_object_get_ex(o, "0", &v))
-                return cnos_err_set(e, -EKEYREJECTED, "%s: the %s is not number 0", key, what);
+                return cnos_err_set(e, -EKEYREJECTED, "%s: the one entry is not \"0\"", key);
         *ret = v;
         return 0;
 }

@@ -495,7 +495,7 @@ static void test_luks2meta(void **state) {
         expect_meta("\"tokens\":{\"0\":{\"type\":\"cnos-disk\",\"keyslots\":[],\"key_check\":\"" KCV_HEX "\"}}", "\"tokens\":{}",
                     -EKEYREJECTED, "tokens: no key check token");
         expect_meta("\"type\":\"cnos-disk\"", "\"type\":\"x\"", -EKEYREJECTED, "tokens: token 0.type is \"x\"");
-        expect_meta("\"tokens\":{\"0\":", "\"tokens\":{\"1\":", -EKEYREJECTED, "tokens: the tokens is not number 0");
+        expect_meta("\"tokens\":{\"0\":", "\"tokens\":{\"1\":", -EKEYREJECTED, "tokens: the one entry is not \"0\"");
         expect_meta("\"tokens\":{\"0\":", "\"tokens\":{\"1\":{\"type\":\"x\",\"keyslots\":[]},\"0\":", -EKEYREJECTED,
                     "tokens: 2 tokens, expected exactly 1");
         expect_meta("\"keyslots\":[],", "\"keyslots\":[\"0\"],", -EKEYREJECTED, "tokens: token 0.keyslots is not []");
