@@ -573,7 +573,7 @@ static int run_state(struct join_config *c, const char *disk) {
         struct cnos_err e = {};
         struct join_stats js = {};
         char machine_id[33];
-        uint64_t t0, t_probe, t_join, t_disk, t_bind, t_handoff;
+        uint64_t t0, t_probe, t_join, t_step, t_disk, t_bind, t_handoff;
         int r;
 
         t0 = joinclient_now_ms();
@@ -611,18 +611,22 @@ static int run_state(struct join_config *c, const char *disk) {
         t_join = joinclient_now_ms();
 
         /* 3. the disk: format a blank one, open, finish an interrupted first boot */
+        t_step = t_join;
         if (info.state == STATEDISK_BLANK) {
                 r = statedisk_format(disk, uuid, ticket->disk_key, JOIN_DISK_KEY_SIZE, &opts, &e);
                 if (r < 0)
                         return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
-                log_info("state disk %s: formatted LUKS2 (aes-xts-plain64, 4096-byte sectors%s)", disk,
-                         arg.integrity ? ", hmac(sha256) integrity" : "");
+                log_info("state disk %s: formatted LUKS2 (aes-xts-plain64, 4096-byte sectors%s) in %" PRIu64 " ms", disk,
+                         arg.integrity ? ", hmac(sha256) integrity" : "", joinclient_now_ms() - t_step);
                 info.state = STATEDISK_INITIALISING;
         }
+        t_step = joinclient_now_ms();
         r = statedisk_activate(disk, STATEDISK_MAPPER_NAME, uuid, ticket->disk_key, JOIN_DISK_KEY_SIZE, &opts,
                                info.state == STATEDISK_INITIALISING, &e);
         if (r < 0)
                 return log_error_errno(r, "state disk not opened: %s", cnos_err_msg(&e));
+        log_info("state disk opened in %" PRIu64 " ms%s", joinclient_now_ms() - t_step,
+                 arg.integrity && info.state == STATEDISK_INITIALISING ? " (integrity tags initialised: every sector written once)" : "");
         (void) snprintf(dev, sizeof(dev), "/dev/mapper/%s", STATEDISK_MAPPER_NAME);
         r = statefs_probe(dev, &fs, &e);
         if (r < 0)
@@ -632,10 +636,11 @@ static int run_state(struct join_config *c, const char *disk) {
                         return log_error_errno(-EEXIST, "state disk: marked initialising but holds %s; refusing to format it",
                                                statefs_state_to_string(fs));
                 if (fs == STATEFS_NONE) {
+                        t_step = joinclient_now_ms();
                         r = statefs_mkfs(dev, NULL, &e);
                         if (r < 0)
                                 return log_error_errno(r, "state disk: %s", cnos_err_msg(&e));
-                        log_info("state disk: ext4 created");
+                        log_info("state disk: ext4 created in %" PRIu64 " ms", joinclient_now_ms() - t_step);
                 }
                 r = statedisk_mark_ready(disk, uuid, &opts, &e);
                 if (r < 0)
