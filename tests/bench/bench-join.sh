@@ -48,6 +48,7 @@ cpu_ns() { cat "/proc/$1/task/"*/schedstat | awk '{ns += $1} END {printf "%d\n",
 
 for r in $(seq "$ROUNDS"); do
         # -- joins
+        kill -0 "$JOIND_PID" 2>/dev/null || { tail -n 20 "$T/joind.log" >&2; fail "cnos-joind is gone before round $r"; }
         k0=$(tasks "$JOIND_PID") t0=$(cpu_ticks "$JOIND_PID") c0=$(cpu_ns "$JOIND_PID")
         "$BENCH" "$endpoint" "$tcti" "$JOINS" "$(printf '%08x' "$r")" >"lat.$r" || fail "bench-join failed (round $r)"
         c1=$(cpu_ns "$JOIND_PID") t1=$(cpu_ticks "$JOIND_PID") k1=$(tasks "$JOIND_PID")
@@ -56,15 +57,25 @@ for r in $(seq "$ROUNDS"); do
         awk -v c=$((t1 - t0)) -v n="$JOINS" -v hz="$clk" 'BEGIN {printf "%.0f\n", c * 1e6 / hz / n}' >"join_tick_us.$r"
 
         # -- plain TLS 1.3 handshakes, same key type
-        port=$(((RANDOM % 20000) + 30000))
-        openssl s_server -tls1_3 -key tls.key -cert tls.pem -accept "127.0.0.1:$port" -quiet -no_ticket \
-                </dev/null >"s_server.$r.log" 2>&1 &
-        S_PID=$!
-        for _ in $(seq 100); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-                sleep 0.05
+        # A random port may be taken (cnos-joind's own is in the same range): then s_server exits at
+        # once, and another port is tried.
+        S_PID=
+        for _ in $(seq 10); do
+                port=$(((RANDOM % 20000) + 30000))
+                openssl s_server -tls1_3 -key tls.key -cert tls.pem -accept "127.0.0.1:$port" -quiet -no_ticket \
+                        </dev/null >"s_server.$r.log" 2>&1 &
+                S_PID=$!
+                for _ in $(seq 100); do
+                        kill -0 "$S_PID" 2>/dev/null || break
+                        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+                        sleep 0.05
+                done
+                sleep 0.2
+                kill -0 "$S_PID" 2>/dev/null && break
+                wait "$S_PID" 2>/dev/null || true
+                S_PID=
         done
-        sleep 0.2
+        [ -n "$S_PID" ] || { cat "s_server.$r.log" >&2; fail "openssl s_server did not start"; }
         k0=$(tasks "$S_PID") u0=$(cpu_ticks "$S_PID") s0=$(cpu_ns "$S_PID")
         openssl s_time -connect "127.0.0.1:$port" -new -tls1_3 -time "$TLS_SECONDS" >"s_time.$r" 2>&1 ||
                 { cat "s_time.$r" >&2; kill "$S_PID"; fail "s_time failed"; }
