@@ -191,7 +191,8 @@ int handoff_machine_id(const char *state_dir, char ret[static 33], struct cnos_e
         if (asprintf(&dir, "%s/lib/dbus", state_dir) < 0 || asprintf(&path, "%s/machine-id", dir) < 0)
                 return cnos_err_set(e, -ENOMEM, "out of memory");
         /* An earlier boot's: kept as long as it is one (32 lowercase hex digits and a newline, not
-         * all zeros); anything else there is replaced. */
+         * all zeros); anything else there, even what cannot be read (too large, not a file), is
+         * replaced: the node boots either way. */
         r = read_file(path, 64, &old, &size);
         if (r >= 0 && size == 33 && old[32] == '\n' && strspn((const char *) old, "0123456789abcdef") == 32 &&
             strspn((const char *) old, "0") != 32) {
@@ -199,8 +200,6 @@ int handoff_machine_id(const char *state_dir, char ret[static 33], struct cnos_e
                 ret[32] = 0;
                 return 0;
         }
-        if (r < 0 && r != -ENOENT)
-                return cnos_err_set(e, r, "machine ID: reading %s: %s", path, strerror(-r));
 
         /* A random v4 UUID, as systemd makes them (sd_id128_randomize). */
         if (RAND_bytes(id, sizeof(id)) != 1)

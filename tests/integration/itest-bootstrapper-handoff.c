@@ -272,6 +272,17 @@ static void test_machine_id(void **state) {
         assert_string_not_equal(id3, "00000000000000000000000000000000");
         assert_string_not_equal(id3, id1);
         assert_memory_equal(slurp(path), id3, 32);
+        /* so is a file too large to be one */
+        assert_int_equal(chmod(path, 0644), 0);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        for (int i = 0; i < 100; i++)
+                fputs("0123456789abcdef", f);
+        fclose(f);
+        assert_int_equal(handoff_machine_id(st, id2, &e), 0);
+        assert_string_not_equal(id2, id3);
+        assert_memory_equal(slurp(path), id2, 32);
+        assert_int_equal(strlen(slurp(path)), 33);
 }
 
 /* ---- components ------------------------------------------------------------------------------- */
