@@ -309,39 +309,37 @@ static int node_name_from_hostname(char **ret) {
  * leases in name order; NULL when there is none. */
 static int node_name_from_dhcp(const char *leases_dir, char **ret) {
         struct dirent **names = NULL;
-        int n;
+        int n, r = 0;
 
         *ret = NULL;
         n = scandir(leases_dir, &names, NULL, alphasort);
         if (n < 0)
                 return errno == ENOENT ? 0 : negative_errno();
-        for (int i = 0, count = n; i < count; i++) {
+        for (int i = 0; i < n && !*ret && r == 0; i++) {
                 _cleanup_free_ char *path = NULL;
                 _cleanup_free_ uint8_t *text = NULL;
                 size_t size = 0;
 
-                if (!*ret && n >= 0 && names[i]->d_name[0] != '.' && asprintf(&path, "%s/%s", leases_dir, names[i]->d_name) >= 0 &&
-                    read_file(path, 64U * 1024U, &text, &size) >= 0) {
-                        for (char *line = (char *) text, *next; line && *line; line = next) {
-                                next = strchr(line, '\n');
-                                if (next)
-                                        *next++ = 0;
-                                if (strncmp(line, "HOSTNAME=", 9) != 0)
-                                        continue;
-                                for (char *p = line + 9; *p; p++)
-                                        *p = (char) tolower((unsigned char) *p);
-                                if (node_name_is_valid(line + 9)) {
-                                        *ret = strdup(line + 9);
-                                        if (!*ret)
-                                                n = -ENOMEM;
-                                }
-                                break;
-                        }
+                if (names[i]->d_name[0] == '.' || asprintf(&path, "%s/%s", leases_dir, names[i]->d_name) < 0 ||
+                    read_file(path, 64U * 1024U, &text, &size) < 0)
+                        continue;
+                for (char *line = (char *) text, *next; line && *line; line = next) {
+                        next = strchr(line, '\n');
+                        if (next)
+                                *next++ = 0;
+                        if (strncmp(line, "HOSTNAME=", 9) != 0)
+                                continue;
+                        for (char *p = line + 9; *p; p++)
+                                *p = (char) tolower((unsigned char) *p);
+                        if (node_name_is_valid(line + 9) && !(*ret = strdup(line + 9)))
+                                r = -ENOMEM;
+                        break;
                 }
-                free(names[i]);
         }
+        for (int i = 0; i < n; i++)
+                free(names[i]);
         free(names);
-        return n < 0 ? n : 0;
+        return r;
 }
 
 /* "node-" and the disk UUID's first 8 hex digits. */
@@ -556,6 +554,8 @@ static int report_unusable(struct join_config *c, const char *why, int r) {
                 log_info("node name %s (random: the hostname is a placeholder and the state disk has no UUID)", name);
         }
         k = join(c, &ticket, NULL);
+        if (c->node_name == name)
+                c->node_name = NULL; /* this frame's */
         if (k >= 0)
                 log_error("the join service accepted a node with an unusable state disk; stopping anyway");
         return log_error_errno(r, "stopping: the state disk is unusable, and was not touched");
